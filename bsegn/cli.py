@@ -1,0 +1,38 @@
+"""What every stage entry point shares: argument parsing and friendly failure."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from .config import ConfigError, base_config, load_params
+from .errors import PipelineError
+
+
+def stage_args(description: str, per_seed: bool) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--dataset", required=True, help="a dataset named in params.yaml download.sources")
+    if per_seed:
+        parser.add_argument("--seed", type=int, required=True, help="random seed of this run")
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
+    return parser.parse_args()
+
+
+def load_checked(path: str, dataset: str) -> dict:
+    """The params, with ``base`` validated and ``dataset`` known."""
+    params = load_params(path)
+    base_config(params)
+    if dataset not in (params["download"].get("sources") or {}):
+        raise ConfigError(f"unknown dataset '{dataset}': add it under download.sources in {path} "
+                          f"(known: {sorted(params['download'].get('sources') or {})})")
+    return params
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a stage; expected failures print one clear line and exit 2, not a traceback."""
+    try:
+        main()
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,309 @@
+"""Typed configuration: params.yaml is parsed once into dataclasses and validated.
+
+Every error names the key that is wrong (``train.CUB.lr``) and what was expected, so a
+typo in ``dvc exp run -S`` fails at once instead of deep inside training.
+
+Sections with per-dataset settings (``train``, ``generate``, ``classify``) have a
+``common:`` block with every key and optional ``<DATASET>:`` blocks that override a few
+of them; :func:`stage_config` merges the two for one dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import PipelineError
+
+KNOWN_BENCHMARKS = ("CUB", "SUN", "AWA1", "AWA2", "APY", "FLO")
+
+
+class ConfigError(PipelineError, ValueError):
+    """A params.yaml value is missing, unknown, of the wrong type or out of range."""
+
+
+def _rng(lo=None, hi=None, choices=None):
+    """Field metadata: inclusive numeric bounds or the allowed values of a field."""
+    return {"lo": lo, "hi": hi, "choices": choices}
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    datasets: list[str]
+    seeds: list[int]
+    device: str = field(default="auto", metadata=_rng(choices=("auto", "cpu", "cuda")))
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """The embedded benchmark (see :mod:`bsegn.synthetic`)."""
+
+    seed: int = 0
+    n_seen: int = field(default=32, metadata=_rng(lo=2))
+    n_unseen: int = field(default=10, metadata=_rng(lo=2))
+    n_val: int = field(default=8, metadata=_rng(lo=1))  # seen classes held out for validation
+    per_class: int = field(default=60, metadata=_rng(lo=10))
+    d_att: int = field(default=24, metadata=_rng(lo=2))
+    d_latent: int = field(default=8, metadata=_rng(lo=1))
+    d_feat: int = field(default=128, metadata=_rng(lo=2))
+    n_groups: int = field(default=6, metadata=_rng(lo=1))
+    shift: float = field(default=0.5, metadata=_rng(lo=0.0))  # seen/unseen latent shift
+    unexplained: float = field(default=1.5, metadata=_rng(lo=0.0))  # class variation not in attributes
+    kinship: float = field(default=0.7, metadata=_rng(lo=0.0, hi=1.0))  # unseen share of a seen parent's
+    noise: float = field(default=2.0, metadata=_rng(lo=0.0))  # instance noise
+    test_seen_fraction: float = field(default=0.2, metadata=_rng(lo=0.05, hi=0.9))
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where one dataset's ``res101.mat`` + ``att_splits.mat`` come from."""
+
+    kind: str = field(metadata=_rng(choices=("url", "archive", "folder", "synthetic")))
+    url: str | None = None  # kind=url: the archive's address
+    sha256: str | None = None  # kind=url/archive: pin the archive's digest
+    path: str | None = None  # kind=archive (a .zip) or folder (an extracted tree)
+    synthetic: SyntheticConfig | None = None  # kind=synthetic
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    cache_dir: str
+    sources: dict[str, SourceConfig]
+    timeout_s: float = field(default=60.0, metadata=_rng(lo=1.0))
+    retries: int = field(default=3, metadata=_rng(lo=0))
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    feature_scaling: str = field(default="minmax", metadata=_rng(choices=("minmax", "none")))
+    normalize_attributes: bool = True  # L2-normalise each class's semantic vector
+    val_seen_fraction: float = field(default=0.2, metadata=_rng(lo=0.05, hi=0.9))
+    split_seed: int = 0  # picks the held-out images of the validation split
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Generator training. All switches off = the f-CLSWGAN baseline."""
+
+    epochs: int = field(default=30, metadata=_rng(lo=1))
+    batch_size: int = field(default=64, metadata=_rng(lo=2))
+    lr: float = field(default=1e-4, metadata=_rng(lo=0.0))
+    beta1: float = field(default=0.5, metadata=_rng(lo=0.0, hi=0.999))
+    hidden: int = field(default=4096, metadata=_rng(lo=1))
+    noise_dim: int = field(default=0, metadata=_rng(lo=0))  # 0 = attribute dim (published default)
+    critic_iters: int = field(default=5, metadata=_rng(lo=1))
+    gp_weight: float = field(default=10.0, metadata=_rng(lo=0.0))
+    cls_weight: float = field(default=0.01, metadata=_rng(lo=0.0))  # f-CLSWGAN classification loss
+    cls_pretrain_epochs: int = field(default=10, metadata=_rng(lo=1))
+    # VAE encoder (f-VAEGAN / TF-VAEGAN)
+    vae: bool = False
+    vae_weight: float = field(default=1.0, metadata=_rng(lo=0.0))
+    # cycle-consistency branch
+    cycle: bool = False
+    cycle_weight: float = field(default=0.1, metadata=_rng(lo=0.0))
+    decoder_lr: float = field(default=1e-4, metadata=_rng(lo=0.0))
+    # feature-to-semantic embedding module
+    fem: bool = False
+    fem_f2s: bool = True  # feature -> semantics contrastive direction
+    fem_s2f: bool = True  # semantics -> feature contrastive direction
+    fem_balance: bool = True
+    fem_lr: float = field(default=1e-4, metadata=_rng(lo=0.0))
+    fem_temperature: float = field(default=0.1, metadata=_rng(lo=1e-4))
+    fem_hidden: int = field(default=1024, metadata=_rng(lo=1))
+    balance_weight: float = field(default=1.0, metadata=_rng(lo=0.0))
+    fem_weight: float = field(default=0.1, metadata=_rng(lo=0.0))  # FEM loss on the generator
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    syn_num: int = field(default=300, metadata=_rng(lo=1))  # features per unseen class
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    epochs: int = field(default=25, metadata=_rng(lo=1))
+    batch_size: int = field(default=64, metadata=_rng(lo=1))
+    lr: float = field(default=1e-3, metadata=_rng(lo=0.0))
+    beta1: float = field(default=0.5, metadata=_rng(lo=0.0, hi=0.999))
+    # mFIM: the levels concatenated into the classifier's input; [visual] = plain features
+    mfim_levels: list[str] = field(default_factory=lambda: ["visual"])
+
+
+MFIM_LEVELS = ("visual", "hidden", "semantic", "fem")
+PER_DATASET_SECTIONS = {"train": TrainConfig, "generate": GenerateConfig, "classify": ClassifyConfig}
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _check_type(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(value, inner[0], where)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_check_type(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _check_type(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {where}")
+
+
+def _build(cls: type, raw: Any, where: str):
+    """Build dataclass ``cls`` from mapping ``raw``, naming ``where`` in every error."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key = f"{where}.{f.name}"
+        if f.name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{key}: required but missing")
+            continue
+        value = _check_type(raw[f.name], hints[f.name], key)
+        meta = f.metadata
+        if meta.get("choices") is not None and value not in meta["choices"]:
+            raise ConfigError(f"{key}: expected one of {list(meta['choices'])}, got {value!r}")
+        if meta.get("lo") is not None and value < meta["lo"]:
+            raise ConfigError(f"{key}: must be >= {meta['lo']}, got {value!r}")
+        if meta.get("hi") is not None and value > meta["hi"]:
+            raise ConfigError(f"{key}: must be <= {meta['hi']}, got {value!r}")
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: parameters file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at top level")
+    return raw
+
+
+def _section(params: dict, name: str) -> Any:
+    if name not in params:
+        raise ConfigError(f"params.yaml: section '{name}' is missing")
+    return params[name]
+
+
+def base_config(params: dict) -> BaseConfig:
+    cfg = _build(BaseConfig, _section(params, "base"), "base")
+    if not cfg.datasets:
+        raise ConfigError("base.datasets: must list at least one dataset")
+    if not cfg.seeds:
+        raise ConfigError("base.seeds: must list at least one seed")
+    sources = _section(params, "download").get("sources", {}) or {}
+    for name in cfg.datasets:
+        if name not in sources:
+            raise ConfigError(
+                f"base.datasets: unknown dataset '{name}'; datasets with a source in "
+                f"download.sources: {sorted(sources)}"
+            )
+    return cfg
+
+
+def download_config(params: dict) -> DownloadConfig:
+    cfg = _build(DownloadConfig, _section(params, "download"), "download")
+    for name, src in cfg.sources.items():
+        where = f"download.sources.{name}"
+        if src.kind == "url" and not src.url:
+            raise ConfigError(f"{where}.url: required when kind is 'url'")
+        if src.kind in ("archive", "folder") and not src.path:
+            raise ConfigError(f"{where}.path: required when kind is '{src.kind}'")
+        if src.kind == "synthetic" and src.synthetic is None:
+            object.__setattr__(src, "synthetic", SyntheticConfig())
+        if src.sha256 is not None and (
+            len(src.sha256) != 64 or any(c not in "0123456789abcdef" for c in src.sha256.lower())
+        ):
+            raise ConfigError(f"{where}.sha256: expected 64 hex digits, got {src.sha256!r}")
+    return cfg
+
+
+def dataset_source(params: dict, dataset: str) -> SourceConfig:
+    cfg = download_config(params)
+    if dataset not in cfg.sources:
+        raise ConfigError(
+            f"unknown dataset '{dataset}': no entry download.sources.{dataset}; "
+            f"known: {sorted(cfg.sources)}"
+        )
+    return cfg.sources[dataset]
+
+
+def prepare_config(params: dict) -> PrepareConfig:
+    return _build(PrepareConfig, _section(params, "prepare") or {}, "prepare")
+
+
+def stage_config(params: dict, section: str, dataset: str):
+    """The ``section`` settings for ``dataset``: ``common`` merged with its overrides."""
+    cls = PER_DATASET_SECTIONS[section]
+    raw = _section(params, section)
+    if not isinstance(raw, dict) or "common" not in raw:
+        raise ConfigError(f"{section}: expected a mapping with a 'common' block")
+    for key in raw:
+        if key != "common" and not isinstance(raw[key], dict):
+            raise ConfigError(f"{section}.{key}: expected a mapping of overrides")
+    common = _build(cls, raw["common"], f"{section}.common")
+    override = raw.get(dataset) or {}
+    # validate the override alone first so the error names the dataset's block
+    merged = {**dataclasses.asdict(common), **override}
+    where = f"{section}.{dataset}" if override else f"{section}.common"
+    cfg = _build(cls, merged, where)
+    if section == "classify":
+        for lvl in cfg.mfim_levels:
+            if lvl not in MFIM_LEVELS:
+                raise ConfigError(f"{where}.mfim_levels: unknown level {lvl!r}; known: {list(MFIM_LEVELS)}")
+        if not cfg.mfim_levels:
+            raise ConfigError(f"{where}.mfim_levels: must name at least one level")
+    return cfg
+
+
+def validate_all(params: dict) -> None:
+    """Parse every section for every listed dataset; raises ConfigError on the first problem."""
+    base = base_config(params)
+    download_config(params)
+    prepare_config(params)
+    for name in base.datasets:
+        for section in PER_DATASET_SECTIONS:
+            stage_config(params, section, name)

@@ -1,0 +1,53 @@
+"""mFIM: the multilevel feature integration module (docs/METHOD.md, "mFIM").
+
+The final classifier's input concatenates several views of a feature x:
+
+* ``visual``:   x itself;
+* ``hidden``:   the cycle branch's hidden activations h(x) (R's first layer);
+* ``semantic``: the cycle branch's reconstructed semantics R(x);
+* ``fem``:      the FEM embedding F(x) (only when the FEM was trained).
+
+Each level is multiplied by ``mean||x|| / mean||level||`` (means over the classifier's
+training set), so every block has the visual block's mean norm and none dominates.
+The same levels and scales are applied to real and synthetic, training and test features.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .config import ConfigError
+from .trainer import GenerativeModel
+
+
+@torch.no_grad()
+def levels(model: GenerativeModel, x: torch.Tensor, names: list[str]) -> list[torch.Tensor]:
+    """The requested views of ``x``: (n, d_feat) -> list of (n, d_level)."""
+    out = []
+    for name in names:
+        if name == "visual":
+            out.append(x)
+        elif name in ("hidden", "semantic"):
+            a_hat, h = model.decoder(x)
+            out.append(h if name == "hidden" else a_hat)
+        elif name == "fem":
+            if model.fem is None:
+                raise ConfigError("classify.mfim_levels includes 'fem' but the model was trained with "
+                                 "train.fem: false; turn the FEM on or drop the level")
+            out.append(model.fem(x))
+        else:
+            raise ConfigError(f"classify.mfim_levels: unknown level {name!r}")
+    return out
+
+
+@torch.no_grad()
+def fit_scales(model: GenerativeModel, x_fit: torch.Tensor, names: list[str]) -> list[float]:
+    """One scale per level so each has the mean norm of the visual features of ``x_fit``."""
+    ref = x_fit.norm(dim=1).mean()
+    return [float(ref / lvl.norm(dim=1).mean().clamp_min(1e-12)) for lvl in levels(model, x_fit, names)]
+
+
+@torch.no_grad()
+def integrate(model: GenerativeModel, x: torch.Tensor, names: list[str], scales: list[float]) -> torch.Tensor:
+    """(n, d_feat) -> (n, sum of level dims): the scaled levels side by side."""
+    return torch.cat([s * lvl for s, lvl in zip(scales, levels(model, x, names))], dim=1)

@@ -1,0 +1,105 @@
+"""The networks of BSeGN. Notation (docs/METHOD.md): x feature, a class semantics, z noise.
+
+* ``Generator``  G(z, a) -> x          (f-CLSWGAN: one hidden LeakyReLU layer, ReLU output)
+* ``Critic``     D(x, a) -> score      (WGAN critic, conditioned by concatenation)
+* ``Encoder``    E(x, a) -> (mu, logvar) of z   (optional VAE branch, f-VAEGAN)
+* ``SemanticDecoder`` R(x) -> (a_hat, h) (the cycle-consistency branch; h feeds the mFIM)
+* ``FEM``        F(x) -> e in semantic space, scored against every class vector
+* ``SoftmaxClassifier`` a linear layer; also the frozen seen-class classifier of f-CLSWGAN
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F_
+from torch import nn
+
+
+def _init(module: nn.Module) -> None:
+    # the published generative GZSL code initialises linear layers with N(0, 0.02)
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+class Generator(nn.Module):
+    def __init__(self, d_noise: int, d_att: int, d_hidden: int, d_feat: int):
+        super().__init__()
+        self.d_noise = d_noise
+        self.net = nn.Sequential(
+            nn.Linear(d_noise + d_att, d_hidden), nn.LeakyReLU(0.2),
+            nn.Linear(d_hidden, d_feat), nn.ReLU(),
+        )
+        _init(self)
+
+    def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z, a], dim=1))  # (n, d_feat)
+
+
+class Critic(nn.Module):
+    def __init__(self, d_feat: int, d_att: int, d_hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d_feat + d_att, d_hidden), nn.LeakyReLU(0.2), nn.Linear(d_hidden, 1))
+        _init(self)
+
+    def forward(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([x, a], dim=1)).squeeze(1)  # (n,)
+
+
+class Encoder(nn.Module):
+    def __init__(self, d_feat: int, d_att: int, d_hidden: int, d_noise: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(d_feat + d_att, d_hidden), nn.LeakyReLU(0.2))
+        self.mu = nn.Linear(d_hidden, d_noise)
+        self.logvar = nn.Linear(d_hidden, d_noise)
+        _init(self)
+
+    def forward(self, x: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(torch.cat([x, a], dim=1))
+        return self.mu(h), self.logvar(h)  # (n, d_noise) each
+
+
+class SemanticDecoder(nn.Module):
+    """R: x -> a. Returns the reconstruction and its hidden activations (an mFIM level)."""
+
+    def __init__(self, d_feat: int, d_att: int, d_hidden: int):
+        super().__init__()
+        self.hidden = nn.Sequential(nn.Linear(d_feat, d_hidden), nn.LeakyReLU(0.2))
+        self.out = nn.Linear(d_hidden, d_att)
+        _init(self)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.hidden(x)  # (n, d_hidden)
+        return self.out(h), h  # (n, d_att), (n, d_hidden)
+
+
+class FEM(nn.Module):
+    """Feature-to-semantic embedding: ``scores(x, A)[i, c] = cos(F(x_i), a_c) / tau``."""
+
+    def __init__(self, d_feat: int, d_att: int, d_hidden: int, temperature: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d_feat, d_hidden), nn.LeakyReLU(0.2), nn.Linear(d_hidden, d_att))
+        self.temperature = temperature
+        _init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (n, d_att)
+
+    def scores(self, x: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
+        """(n, n_cls) similarity logits of features ``x`` against class vectors ``att``."""
+        return cosine_logits(self(x), att, self.temperature)
+
+
+def cosine_logits(emb: torch.Tensor, att: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``emb``: (n, d), ``att``: (m, d) -> (n, m) cosine similarities divided by ``temperature``."""
+    return F_.normalize(emb, dim=1) @ F_.normalize(att, dim=1).T / temperature
+
+
+class SoftmaxClassifier(nn.Module):
+    def __init__(self, d_in: int, n_classes: int):
+        super().__init__()
+        self.fc = nn.Linear(d_in, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)  # (n, n_classes) logits

@@ -1,0 +1,37 @@
+"""Where each stage reads and writes; dvc.yaml spells out the same layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def raw_dir(dataset: str) -> Path:
+    return Path("data/raw") / dataset  # res101.mat, att_splits.mat, class lists, source.json
+
+
+def prepared(dataset: str) -> Path:
+    return Path("data/prepared") / f"{dataset}.npz"
+
+
+def run_dir(dataset: str, seed: int) -> Path:
+    return Path("runs") / dataset / f"seed{seed}"
+
+
+def model(dataset: str, seed: int) -> Path:
+    return run_dir(dataset, seed) / "model.pt"
+
+
+def train_log(dataset: str, seed: int) -> Path:
+    return run_dir(dataset, seed) / "train_log.csv"
+
+
+def synthetic_features(dataset: str, seed: int) -> Path:
+    return run_dir(dataset, seed) / "synthetic.npz"
+
+
+def metrics(dataset: str, seed: int) -> Path:
+    return run_dir(dataset, seed) / "metrics.json"
+
+
+def classify_log(dataset: str, seed: int) -> Path:
+    return run_dir(dataset, seed) / "classify_log.csv"

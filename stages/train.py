@@ -1,0 +1,27 @@
+"""Stage train: train the generative model (BSeGN or its switched-off baselines) for one dataset and seed."""
+
+from bsegn import cli, paths
+from bsegn.config import base_config, stage_config
+from bsegn.data import load_prepared
+from bsegn.io import save_csv
+from bsegn.runtime import resolve_device, seed_everything
+from bsegn.trainer import train
+
+
+def main() -> None:
+    args = cli.stage_args(__doc__, per_seed=True)
+    params = cli.load_checked(args.params, args.dataset)
+    cfg = stage_config(params, "train", args.dataset)
+    device = resolve_device(base_config(params).device)
+    seed_everything(args.seed)
+    bench = load_prepared(paths.prepared(args.dataset))
+    model, history = train(bench, cfg, device, label=f"train {args.dataset} seed {args.seed}")
+    model.save(paths.model(args.dataset, args.seed))
+    save_csv(history, paths.train_log(args.dataset, args.seed))
+    last = history[-1]
+    print(f"train {args.dataset} seed {args.seed}: wrote {paths.model(args.dataset, args.seed)} "
+          f"({cfg.epochs} epochs on {device}, final Wasserstein estimate {last['wasserstein']:.3f})")
+
+
+if __name__ == "__main__":
+    cli.run(main)
