@@ -1,0 +1,46 @@
+"""dvc.yaml lists, for every stage, exactly the bsegn modules its entry script imports.
+
+Without this a change to, say, bsegn/metrics.py would not rerun classify: DVC only
+knows about the files a stage lists as dependencies.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+PROBE = """
+import json, runpy, sys
+sys.path.insert(0, {root!r})
+sys.argv = ["probe"]
+runpy.run_path({script!r}, run_name="not_main")  # imports only: main() is not called
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("bsegn."))))
+"""
+
+
+def _script(stage: dict) -> str:
+    return stage.get("do", stage)["cmd"].split()[1]
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_depends_on_the_modules_it_imports(name):
+    stage = STAGES[name].get("do", STAGES[name])
+    script = _script(STAGES[name])
+    out = subprocess.run([sys.executable, "-c", PROBE.format(root=str(ROOT), script=str(ROOT / script))],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    imported = {m.replace(".", "/") + ".py" for m in json.loads(out.stdout)}
+    listed = {d for d in stage["deps"] if d.startswith("bsegn/")}
+    assert script in stage["deps"], f"{name}: entry script {script} not in deps"
+    assert imported == listed, (f"{name}: dvc.yaml deps differ from imports; "
+                                f"missing {sorted(imported - listed)}, unused {sorted(listed - imported)}")
+
+
+def test_every_stage_script_exists():
+    for name, stage in STAGES.items():
+        assert (ROOT / _script(stage)).is_file(), name
