@@ -189,7 +189,8 @@ def _build(cls: type, raw: Any, where: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(names)}")
+        paths = ", ".join(f"{where}.{k}" for k in unknown)
+        raise ConfigError(f"{paths}: unknown key(s); known keys of {where}: {sorted(names)}")
     kwargs = {}
     for f in dataclasses.fields(cls):
         key = f"{where}.{f.name}"
@@ -198,6 +199,8 @@ def _build(cls: type, raw: Any, where: str):
                 raise ConfigError(f"{key}: required but missing")
             continue
         value = _check_type(raw[f.name], hints[f.name], key)
+        if isinstance(value, float) and value != value:
+            raise ConfigError(f"{key}: must be a number, got NaN")
         meta = f.metadata
         if meta.get("choices") is not None and value not in meta["choices"]:
             raise ConfigError(f"{key}: expected one of {list(meta['choices'])}, got {value!r}")
@@ -281,8 +284,13 @@ def stage_config(params: dict, section: str, dataset: str):
     raw = _section(params, section)
     if not isinstance(raw, dict) or "common" not in raw:
         raise ConfigError(f"{section}: expected a mapping with a 'common' block")
+    known = (params.get("download") or {}).get("sources") or {}
     for key in raw:
-        if key != "common" and not isinstance(raw[key], dict):
+        if key == "common":
+            continue
+        if key not in known:  # a typo such as train.CUBB would otherwise be silently ignored
+            raise ConfigError(f"{section}.{key}: no dataset '{key}' in download.sources (known: {sorted(known)})")
+        if not isinstance(raw[key], dict):
             raise ConfigError(f"{section}.{key}: expected a mapping of overrides")
     common = _build(cls, raw["common"], f"{section}.common")
     override = raw.get(dataset) or {}

@@ -1,0 +1,176 @@
+"""bsegn.config: the real params.yaml validates; each single fault names its exact key path."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from bsegn.config import ConfigError, load_params, stage_config, validate_all
+
+PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+@pytest.fixture(scope="module")
+def real_params() -> dict:
+    return load_params(PARAMS_FILE)
+
+
+def with_value(params: dict, dotted: str, value) -> dict:
+    """A deep copy of ``params`` with the key at ``dotted`` (``a.b.c``) set to ``value``."""
+    faulty = copy.deepcopy(params)
+    *parents, last = dotted.split(".")
+    node = faulty
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return faulty
+
+
+def config_error(params: dict) -> str:
+    """The message of the ConfigError that ``validate_all(params)`` must raise."""
+    with pytest.raises(ConfigError) as err:
+        validate_all(params)
+    return str(err.value)
+
+
+# --------------------------------------------------------------------------- the real file
+
+
+def test_real_params_file_is_valid(real_params):
+    validate_all(real_params)
+
+
+def test_real_params_lists_syn(real_params):
+    # the fault tests below change the SYN block; it is only checked for listed datasets
+    assert "SYN" in real_params["base"]["datasets"]
+    assert "SYN" in real_params["train"]
+
+
+def test_override_block_is_merged_over_common(real_params):
+    syn, common = real_params["train"]["SYN"], real_params["train"]["common"]
+    assert "lr" in syn and syn["lr"] != common["lr"], "precondition: SYN overrides lr"
+    assert "batch_size" not in syn, "precondition: SYN keeps common's batch_size"
+
+    cfg = stage_config(real_params, "train", "SYN")
+
+    assert cfg.lr == syn["lr"]
+    assert cfg.batch_size == common["batch_size"]
+
+
+def test_dataset_without_override_block_gets_common(real_params):
+    params = copy.deepcopy(real_params)
+    params["train"].pop("CUB", None)
+    cfg = stage_config(params, "train", "CUB")
+    assert cfg.lr == params["train"]["common"]["lr"]
+    assert cfg.epochs == params["train"]["common"]["epochs"]
+
+
+def test_valid_sha256_pin_is_accepted(real_params):
+    validate_all(with_value(real_params, "download.sources.CUB.sha256", "0123456789abcdef" * 4))
+
+
+# --------------------------------------------------------------------------- one fault each
+
+
+@pytest.mark.parametrize(
+    "key, value, also_in_message",
+    [
+        # unknown keys, in the common block and in a dataset's override block
+        ("train.common.lrr", 1e-3, "unknown"),
+        ("train.SYN.lrr", 1e-3, "unknown"),
+        ("prepare.split_sed", 1, "unknown"),
+        # wrong types
+        ("train.SYN.epochs", "ten", "integer"),
+        ("train.common.epochs", True, "integer"),  # a bool is not an int
+        ("prepare.normalize_attributes", "yes", "true or false"),
+        ("base.datasets", "SYN", "list"),  # a string where a list is expected
+        ("classify.common.mfim_levels", "visual", "list"),
+        ("train.common.lr", "fast", "number"),
+        # out of range
+        ("train.common.lr", -1, ">= 0"),
+        ("train.SYN.lr", -1, ">= 0"),
+        ("prepare.val_seen_fraction", 1.5, "<= 0.9"),
+        ("train.common.beta1", 1.0, "<= 0.999"),
+        # bad choices
+        ("base.device", "tpu", "auto"),
+        ("prepare.feature_scaling", "zscore", "minmax"),
+    ],
+)
+def test_single_fault_names_its_key(real_params, key, value, also_in_message):
+    message = config_error(with_value(real_params, key, value))
+    assert key in message
+    assert also_in_message in message
+
+
+def test_unknown_dataset_lists_the_known_ones(real_params):
+    message = config_error(with_value(real_params, "base.datasets", ["SYN", "CUBB"]))
+    assert "base.datasets" in message and "'CUBB'" in message
+    for known in real_params["download"]["sources"]:
+        assert known in message
+
+
+def test_unknown_mfim_level(real_params):
+    message = config_error(with_value(real_params, "classify.common.mfim_levels", ["visual", "pixels"]))
+    assert "classify.common.mfim_levels" in message
+    assert "'pixels'" in message and "semantic" in message  # names the known levels
+
+
+@pytest.mark.parametrize("pin", ["abc123", "g" * 64, "0" * 65])
+def test_bad_sha256_pin(real_params, pin):
+    message = config_error(with_value(real_params, "download.sources.CUB.sha256", pin))
+    assert "download.sources.CUB.sha256" in message
+    assert "64 hex" in message
+
+
+def test_url_source_without_url(real_params):
+    message = config_error(with_value(real_params, "download.sources.CUB", {"kind": "url"}))
+    assert "download.sources.CUB.url" in message
+
+
+def test_archive_source_without_path(real_params):
+    message = config_error(with_value(real_params, "download.sources.CUB", {"kind": "archive"}))
+    assert "download.sources.CUB.path" in message
+
+
+def test_missing_section(real_params):
+    params = copy.deepcopy(real_params)
+    del params["prepare"]
+    assert "prepare" in config_error(params)
+
+
+# --------------------------------------------------------------------------- the file itself
+
+
+def test_missing_params_file(tmp_path):
+    path = tmp_path / "nowhere.yaml"
+    with pytest.raises(ConfigError, match="not found") as err:
+        load_params(path)
+    assert str(path) in str(err.value)
+
+
+def test_invalid_yaml(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("base:\n  datasets: [SYN\n  seeds: [0]\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as err:
+        load_params(path)
+    assert str(path) in str(err.value)
+
+
+def test_top_level_not_a_mapping(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_params(path)
+
+
+def test_override_block_for_unknown_dataset_is_an_error(real_params):
+    params = copy.deepcopy(real_params)
+    params["train"]["CUBB"] = {"lr": 1e-3}
+    with pytest.raises(ConfigError, match=r"train\.CUBB: no dataset 'CUBB'"):
+        stage_config(params, "train", "SYN")
+
+
+def test_nan_is_rejected(real_params):
+    assert "train.common.lr" in config_error(with_value(real_params, "train.common.lr", float("nan")))
