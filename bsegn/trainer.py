@@ -91,121 +91,184 @@ def pretrain_seen_classifier(x: torch.Tensor, y_idx: torch.Tensor, n_seen: int, 
     return clf
 
 
-def train(bench: Benchmark, cfg: TrainConfig, device: torch.device, label: str = "train") -> tuple[GenerativeModel, list[dict]]:
-    """Train on ``bench``'s seen classes; return the model and per-epoch mean losses.
+@dataclass
+class TrainState:
+    """Networks, optimisers and training tensors shared by the step functions."""
 
-    The caller seeds the RNGs (:func:`bsegn.runtime.seed_everything`) beforehand.
-    """
-    x = torch.as_tensor(bench.train_x, device=device)  # (n, d_feat)
-    y = torch.as_tensor(bench.train_y, device=device)  # (n,) class ids
-    att = torch.as_tensor(bench.att, device=device)  # (n_cls, d_att)
+    cfg: TrainConfig
+    x: torch.Tensor  # (n, d_feat) real seen training features
+    y: torch.Tensor  # (n,) their class ids
+    att: torch.Tensor  # (n_cls, d_att) semantics of every class
+    unseen: torch.Tensor  # (n_unseen,) unseen class ids
+    unseen_mask: torch.Tensor  # (n_cls,) bool
+    seen_index: torch.Tensor  # (n_cls,) class id -> seen-classifier output, -1 for unseen
+    model: GenerativeModel
+    D: Critic
+    E: Encoder | None
+    clf: SoftmaxClassifier | None  # frozen seen-class classifier (f-CLSWGAN), None if cls_weight = 0
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    opt_r: torch.optim.Optimizer
+    opt_f: torch.optim.Optimizer | None
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(len(self.x), (self.cfg.batch_size,), device=self.x.device)
+        return self.x[idx], self.y[idx]
+
+    def unseen_batch(self) -> torch.Tensor:
+        return self.unseen[torch.randint(len(self.unseen), (self.cfg.batch_size,), device=self.x.device)]
+
+    def fake(self, classes: torch.Tensor) -> torch.Tensor:
+        G = self.model.generator
+        return G(torch.randn(len(classes), G.d_noise, device=self.x.device), self.att[classes])
+
+
+def setup(bench: Benchmark, cfg: TrainConfig, device: torch.device) -> TrainState:
+    """Build networks and optimisers for ``bench`` (pretrains the seen classifier if used)."""
+    x = torch.as_tensor(bench.train_x, device=device)
+    y = torch.as_tensor(bench.train_y, device=device)
+    att = torch.as_tensor(bench.att, device=device)
     seen = torch.as_tensor(bench.seen, device=device)
     unseen = torch.as_tensor(bench.unseen, device=device)
     unseen_mask = torch.zeros(len(att), dtype=torch.bool, device=device)
     unseen_mask[unseen] = True
     seen_index = torch.full((len(att),), -1, dtype=torch.long, device=device)
-    seen_index[seen] = torch.arange(len(seen), device=device)  # class id -> seen-classifier index
+    seen_index[seen] = torch.arange(len(seen), device=device)
 
     d_noise = cfg.noise_dim or bench.d_att
     model = build_model(cfg, d_noise, bench.d_att, bench.d_feat)
-    G, R, FEM_ = model.generator.to(device), model.decoder.to(device), model.fem
+    for net in (model.generator, model.decoder, model.fem):
+        if net is not None:
+            net.to(device)
     D = Critic(bench.d_feat, bench.d_att, cfg.hidden).to(device)
     E = Encoder(bench.d_feat, bench.d_att, cfg.hidden, d_noise).to(device) if cfg.vae else None
-    opt_g = _adam(list(G.parameters()) + (list(E.parameters()) if E else []), cfg.lr, cfg.beta1)
-    opt_d = _adam(D.parameters(), cfg.lr, cfg.beta1)
-    opt_r = _adam(R.parameters(), cfg.decoder_lr, cfg.beta1)
-    if FEM_ is not None:
-        FEM_.to(device)
-        opt_f = _adam(FEM_.parameters(), cfg.fem_lr, cfg.beta1)
+    g_params = list(model.generator.parameters()) + (list(E.parameters()) if E else [])
     clf = pretrain_seen_classifier(x, seen_index[y], len(seen), cfg) if cfg.cls_weight > 0 else None
+    return TrainState(
+        cfg, x, y, att, unseen, unseen_mask, seen_index, model, D, E, clf,
+        opt_g=_adam(g_params, cfg.lr, cfg.beta1),
+        opt_d=_adam(D.parameters(), cfg.lr, cfg.beta1),
+        opt_r=_adam(model.decoder.parameters(), cfg.decoder_lr, cfg.beta1),
+        opt_f=_adam(model.fem.parameters(), cfg.fem_lr, cfg.beta1) if model.fem is not None else None,
+    )
 
-    def batch() -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(len(x), (cfg.batch_size,), device=device)
-        return x[idx], y[idx]
 
-    def fake(classes: torch.Tensor) -> torch.Tensor:
-        return G(torch.randn(len(classes), d_noise, device=device), att[classes])
+def fem_loss(s: TrainState, feats: torch.Tensor, labels: torch.Tensor, for_generator: bool) -> torch.Tensor:
+    """FEM objective on ``feats``: (n, d_feat) of classes ``labels``: (n,).
 
-    def unseen_batch() -> torch.Tensor:
-        return unseen[torch.randint(len(unseen), (cfg.batch_size,), device=device)]
+    The FEM itself gets both contrastive directions and the balance loss; the generator
+    gets feature->semantics and balance (semantics->feature compares a class vector with
+    the *batch*, which says nothing about one generated feature's class).
+    """
+    cfg = s.cfg
+    emb = s.model.fem(feats)  # (n, d_att)
+    logits = cosine_logits(emb, s.att, cfg.fem_temperature)  # (n, n_cls)
+    loss = torch.zeros((), device=feats.device)
+    if cfg.fem_f2s:
+        loss = loss + losses.contrastive_f2s(logits, labels)
+    if cfg.fem_s2f and not for_generator:
+        loss = loss + losses.contrastive_s2f(emb, s.att, labels, cfg.fem_temperature)
+    if cfg.fem_balance:
+        loss = loss + cfg.balance_weight * losses.balance_loss(logits, s.unseen_mask, s.unseen_mask[labels])
+    return loss
 
-    def fem_loss(feats: torch.Tensor, labels: torch.Tensor, for_generator: bool) -> torch.Tensor:
-        emb = FEM_(feats)  # (n, d_att)
-        logits = cosine_logits(emb, att, cfg.fem_temperature)  # (n, n_cls)
-        loss = torch.zeros((), device=device)
-        if cfg.fem_f2s:
-            loss = loss + losses.contrastive_f2s(logits, labels)
-        if cfg.fem_s2f and not for_generator:
-            loss = loss + losses.contrastive_s2f(emb, att, labels, cfg.fem_temperature)
-        if cfg.fem_balance:
-            loss = loss + cfg.balance_weight * losses.balance_loss(logits, unseen_mask, unseen_mask[labels])
-        return loss
 
-    iters = math.ceil(len(x) / cfg.batch_size)
+def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
+    """WGAN-GP critic update on real vs generated seen features; moves only D."""
+    xb, yb = s.batch()
+    a = s.att[yb]
+    fb = s.fake(yb).detach()
+    wdist = s.D(xb, a).mean() - s.D(fb, a).mean()
+    _step(s.opt_d, -wdist + s.cfg.gp_weight * losses.gradient_penalty(s.D, xb, fb, a))
+    return {"wasserstein": wdist}
+
+
+def decoder_step(s: TrainState) -> dict[str, torch.Tensor]:
+    """Cycle branch R: regress class semantics from features; moves only R.
+
+    With ``decoder_fakes`` R also learns from freshly generated unseen features, so the
+    mFIM levels it provides are not fitted to the seen classes alone.
+    """
+    xb, yb = s.batch()
+    if s.cfg.decoder_fakes:
+        ub = s.unseen_batch()
+        with torch.no_grad():
+            xb, yb = torch.cat([xb, s.fake(ub)]), torch.cat([yb, ub])
+    loss = losses.reconstruction_loss(s.model.decoder(xb)[0], s.att[yb])
+    _step(s.opt_r, loss)
+    return {"decoder": loss}
+
+
+def fem_step(s: TrainState) -> dict[str, torch.Tensor]:
+    """FEM on real seen + freshly generated unseen features; the fakes are made without
+    gradient, so only F moves."""
+    xb, yb = s.batch()
+    ub = s.unseen_batch()
+    with torch.no_grad():
+        fu = s.fake(ub)
+    loss = fem_loss(s, torch.cat([xb, fu]), torch.cat([yb, ub]), for_generator=False)
+    _step(s.opt_f, loss)
+    return {"fem": loss}
+
+
+def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
+    """Generator (and encoder) update; D, R, F and the seen classifier are not stepped."""
+    cfg, G = s.cfg, s.model.generator
+    xb, yb = s.batch()
+    fs = s.fake(yb)  # (batch, d_feat) fake seen
+    loss = -s.D(fs, s.att[yb]).mean()
+    logs = {"g_adv": loss}
+    if s.E is not None:
+        mu, logvar = s.E(xb, s.att[yb])
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        logs["vae"] = losses.reconstruction_loss(G(z, s.att[yb]), xb) + losses.kl_divergence(mu, logvar)
+        loss = loss + cfg.vae_weight * logs["vae"]
+    if s.clf is not None:
+        logs["g_cls"] = F_.cross_entropy(s.clf(fs), s.seen_index[yb])
+        loss = loss + cfg.cls_weight * logs["g_cls"]
+    if cfg.cycle or cfg.fem:
+        ub = s.unseen_batch()
+        fu = s.fake(ub)  # (batch, d_feat) fake unseen
+    if cfg.cycle:
+        R = s.model.decoder
+        logs["g_cycle"] = 0.5 * (losses.reconstruction_loss(R(fs)[0], s.att[yb])
+                                 + losses.reconstruction_loss(R(fu)[0], s.att[ub]))
+        loss = loss + cfg.cycle_weight * logs["g_cycle"]
+    if cfg.fem:
+        logs["g_fem"] = fem_loss(s, torch.cat([fs, fu]), torch.cat([yb, ub]), for_generator=True)
+        loss = loss + cfg.fem_weight * logs["g_fem"]
+    _step(s.opt_g, loss)
+    return logs
+
+
+def train(bench: Benchmark, cfg: TrainConfig, device: torch.device, label: str = "train") -> tuple[GenerativeModel, list[dict]]:
+    """Train on ``bench``'s seen classes; return the model and per-epoch mean losses.
+
+    The caller seeds the RNGs (:func:`bsegn.runtime.seed_everything`) beforehand.
+    """
+    s = setup(bench, cfg, device)
+    iters = math.ceil(len(s.x) / cfg.batch_size)  # an epoch = one pass over the real features
     history = []
     progress = Progress(label, cfg.epochs, unit=" epochs")
     for epoch in range(1, cfg.epochs + 1):
         sums: dict[str, float] = {}
-
-        def log(**values: torch.Tensor) -> None:
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) / iters
-
         for _ in range(iters):
-            for _ in range(cfg.critic_iters):  # 1. critic
-                xb, yb = batch()
-                fb = fake(yb).detach()
-                wdist = D(xb, att[yb]).mean() - D(fb, att[yb]).mean()
-                _step(opt_d, -wdist + cfg.gp_weight * losses.gradient_penalty(D, xb, fb, att[yb]))
-
-            xb, yb = batch()  # 2. cycle branch R on real seen features
-            loss_r = losses.reconstruction_loss(R(xb)[0], att[yb])
-            _step(opt_r, loss_r)
-
-            if FEM_ is not None:  # 3. FEM on real seen + fake unseen (detached: G untouched)
-                ub = unseen_batch()
-                with torch.no_grad():
-                    fu = fake(ub)
-                loss_f = fem_loss(torch.cat([xb, fu]), torch.cat([yb, ub]), for_generator=False)
-                _step(opt_f, loss_f)
-                log(fem=loss_f)
-
-            xb, yb = batch()  # 4. generator
-            fs = fake(yb)
-            loss_g = -D(fs, att[yb]).mean()
-            log(g_adv=loss_g)
-            if E is not None:
-                mu, logvar = E(xb, att[yb])
-                z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-                loss_vae = losses.reconstruction_loss(G(z, att[yb]), xb) + losses.kl_divergence(mu, logvar)
-                loss_g = loss_g + cfg.vae_weight * loss_vae
-                log(vae=loss_vae)
-            if clf is not None:
-                loss_cls = F_.cross_entropy(clf(fs), seen_index[yb])
-                loss_g = loss_g + cfg.cls_weight * loss_cls
-                log(g_cls=loss_cls)
-            if cfg.cycle or FEM_ is not None:
-                ub = unseen_batch()
-                fu = fake(ub)
-            if cfg.cycle:
-                loss_cyc = 0.5 * (losses.reconstruction_loss(R(fs)[0], att[yb])
-                                  + losses.reconstruction_loss(R(fu)[0], att[ub]))
-                loss_g = loss_g + cfg.cycle_weight * loss_cyc
-                log(g_cycle=loss_cyc)
-            if FEM_ is not None:
-                loss_gf = fem_loss(torch.cat([fs, fu]), torch.cat([yb, ub]), for_generator=True)
-                loss_g = loss_g + cfg.fem_weight * loss_gf
-                log(g_fem=loss_gf)
-            _step(opt_g, loss_g)
-            log(wasserstein=wdist, decoder=loss_r)
-
+            logs = {}
+            for _ in range(cfg.critic_iters):
+                logs.update(critic_step(s))
+            logs.update(decoder_step(s))
+            if cfg.fem:
+                logs.update(fem_step(s))
+            logs.update(generator_step(s))
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) / iters
         history.append({"epoch": epoch, **{k: round(v, 6) for k, v in sorted(sums.items())}})
         progress.update(1, info=f"W={sums['wasserstein']:.3f}")
     progress.close()
-    for net in (G, R, FEM_):
+    for net in (s.model.generator, s.model.decoder, s.model.fem):
         if net is not None:
             net.eval()
-    return model, history
+    return s.model, history
 
 
 @torch.no_grad()
