@@ -110,6 +110,7 @@ class TrainConfig:
     cycle: bool = False
     cycle_weight: float = field(default=0.1, metadata=_rng(lo=0.0))
     decoder_lr: float = field(default=1e-4, metadata=_rng(lo=0.0))
+    decoder_fakes: bool = False  # also train R on generated unseen features
     # feature-to-semantic embedding module
     fem: bool = False
     fem_f2s: bool = True  # feature -> semantics contrastive direction
