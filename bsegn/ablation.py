@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 
 from . import config, data, download, evaluate, runtime, trainer
 from .io import save_text
@@ -46,6 +47,12 @@ VARIANTS: dict[str, dict[str, object]] = {
     "mfim_sem": {"train.{ds}.decoder_fakes": True, "classify.{ds}.mfim_levels": ["visual", "semantic"]},
     "bsegn_all": {"train.{ds}.fem": True, "train.{ds}.cycle": True, "train.{ds}.decoder_fakes": True,
                   "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic", "fem"]},
+    "ps_baseline": {"classify.{ds}.mfim_per_sample": True},
+    "ps_mfim": {"classify.{ds}.mfim_per_sample": True, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
+    "ps_bsegn": {"train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.mfim_per_sample": True,
+                 "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
+    "ps_bsegn_fem": {"train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.mfim_per_sample": True,
+                     "classify.{ds}.mfim_levels": ["visual", "semantic", "fem"]},
     "bsegn": {"train.{ds}.fem": True, "train.{ds}.cycle": True,
               "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
 }
@@ -54,6 +61,13 @@ SWITCHES = ("fem", "fem_s2f", "fem_balance", "cycle", "vae")
 
 def overrides(variant: str, dataset: str) -> dict[str, object]:
     return {k.format(ds=dataset): v for k, v in VARIANTS[variant].items()}
+
+
+def load_variants(path: str) -> list[str]:
+    """Add the variants of a YAML file ``{name: {"train.{ds}.fem": true, ...}}``; return their names."""
+    extra = yaml.safe_load(Path(path).read_text()) or {}
+    VARIANTS.update(extra)
+    return list(extra)
 
 
 def apply(params: dict, sets: dict[str, object]) -> dict:
@@ -86,7 +100,7 @@ def _run_one(args: tuple[dict, str, str, int, str]) -> dict:
     x, y = trainer.generate(model, torch.as_tensor(bench.att, device=device),
                             torch.as_tensor(bench.unseen, device=device), gen.syn_num)
     runtime.seed_everything(seed)
-    metrics, _ = evaluate.evaluate(bench, model, x.cpu().numpy(), y.cpu().numpy(),
+    metrics, _, _ = evaluate.evaluate(bench, model, x.cpu().numpy(), y.cpu().numpy(),
                                    config.stage_config(p, "classify", dataset), device)
     return {"variant": variant, "dataset": dataset, "seed": seed,
             **{k: metrics[k] for k in ("T1", "U", "S", "H")}}
@@ -156,7 +170,8 @@ def main() -> None:
     r = sub.add_parser("run", help="run the grid in-process and write reports/ablation.csv")
     r.add_argument("--datasets", nargs="+", default=["SYN", "SYN_SHIFT"])
     r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    r.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    r.add_argument("--variants", nargs="+", default=None, help=f"default: all of {list(VARIANTS)}")
+    r.add_argument("--variants-file", help="YAML of extra variants {name: {dotted key: value}}")
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--params", default="params.yaml")
     r.add_argument("--out", default="reports/ablation.csv")
@@ -169,7 +184,12 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.cmd == "run":
-        df = run_grid(config.load_params(args.params), args.datasets, args.seeds, args.variants, args.workers)
+        names = load_variants(args.variants_file) if args.variants_file else []
+        variants = args.variants or (names or list(VARIANTS))
+        unknown = [v for v in variants if v not in VARIANTS]
+        if unknown:
+            parser.error(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+        df = run_grid(config.load_params(args.params), args.datasets, args.seeds, variants, args.workers)
     elif args.cmd == "queue":
         for cmd in queue_commands(args.dataset, args.seeds, args.variants):
             print(" ".join(cmd))

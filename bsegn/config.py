@@ -116,6 +116,7 @@ class TrainConfig:
     fem_f2s: bool = True  # feature -> semantics contrastive direction
     fem_s2f: bool = True  # semantics -> feature contrastive direction
     fem_balance: bool = True
+    fem_fake_seen: bool = True  # FEM batches also hold generated seen features (see docs/METHOD.md)
     fem_lr: float = field(default=1e-4, metadata=_rng(lo=0.0))
     fem_temperature: float = field(default=0.1, metadata=_rng(lo=1e-4))
     fem_hidden: int = field(default=1024, metadata=_rng(lo=1))
@@ -136,6 +137,10 @@ class ClassifyConfig:
     beta1: float = field(default=0.5, metadata=_rng(lo=0.0, hi=0.999))
     # mFIM: the levels concatenated into the classifier's input; [visual] = plain features
     mfim_levels: list[str] = field(default_factory=lambda: ["visual"])
+    mfim_per_sample: bool = False  # L2-normalise every level of every feature before scaling
+    # fixed: train the classifiers for `epochs`; val: the epoch counts best on the validation split
+    select_epochs: str = field(default="fixed", metadata=_rng(choices=("fixed", "val")))
+    calibration: bool = True  # also report calibrated stacking, its constant chosen on validation
 
 
 MFIM_LEVELS = ("visual", "hidden", "semantic", "fem")

@@ -15,6 +15,7 @@ The same levels and scales are applied to real and synthetic, training and test 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F_
 
 from .config import ConfigError
 from .trainer import GenerativeModel
@@ -41,13 +42,23 @@ def levels(model: GenerativeModel, x: torch.Tensor, names: list[str]) -> list[to
 
 
 @torch.no_grad()
-def fit_scales(model: GenerativeModel, x_fit: torch.Tensor, names: list[str]) -> list[float]:
+def fit_scales(model: GenerativeModel, x_fit: torch.Tensor, names: list[str], per_sample: bool = False) -> list[float]:
     """One scale per level so each has the mean norm of the visual features of ``x_fit``."""
     ref = x_fit.norm(dim=1).mean()
+    if per_sample:
+        return [float(ref)] * len(names)
     return [float(ref / lvl.norm(dim=1).mean().clamp_min(1e-12)) for lvl in levels(model, x_fit, names)]
 
 
 @torch.no_grad()
-def integrate(model: GenerativeModel, x: torch.Tensor, names: list[str], scales: list[float]) -> torch.Tensor:
-    """(n, d_feat) -> (n, sum of level dims): the scaled levels side by side."""
-    return torch.cat([s * lvl for s, lvl in zip(scales, levels(model, x, names))], dim=1)
+def integrate(model: GenerativeModel, x: torch.Tensor, names: list[str], scales: list[float],
+              per_sample: bool = False) -> torch.Tensor:
+    """(n, d_feat) -> (n, sum of level dims): the scaled levels side by side.
+
+    ``per_sample``: each level of each feature is L2-normalised (then scaled), which
+    removes norm differences between real and generated features.
+    """
+    blocks = levels(model, x, names)
+    if per_sample:
+        blocks = [F_.normalize(b, dim=1) for b in blocks]
+    return torch.cat([s * b for s, b in zip(scales, blocks)], dim=1)

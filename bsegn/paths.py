@@ -35,3 +35,19 @@ def metrics(dataset: str, seed: int) -> Path:
 
 def classify_log(dataset: str, seed: int) -> Path:
     return run_dir(dataset, seed) / "classify_log.csv"
+
+
+def val_model(dataset: str, seed: int) -> Path:
+    return run_dir(dataset, seed) / "val_model.pt"  # generator trained on the validation split
+
+
+def val_synthetic(dataset: str, seed: int) -> Path:
+    return run_dir(dataset, seed) / "val_synthetic.npz"
+
+
+def validation(dataset: str, seed: int) -> Path:
+    return run_dir(dataset, seed) / "validation.json"  # what classify chose on the validation split
+
+
+def predictions(dataset: str, seed: int) -> Path:
+    return run_dir(dataset, seed) / "predictions.npz"

@@ -38,9 +38,10 @@ class Progress:
                 self.stream.flush()
         elif self.total:
             # plain mode: one line each time another 1/log_every of the work is done
-            while self._next_log <= self.log_every and self.done >= self.total * self._next_log / self.log_every:
+            if self._next_log <= self.log_every and self.done >= self.total * self._next_log / self.log_every:
                 self.stream.write(self._line() + "\n")
-                self._next_log += 1
+                while self._next_log <= self.log_every and self.done >= self.total * self._next_log / self.log_every:
+                    self._next_log += 1
 
     def _line(self) -> str:
         elapsed = time.monotonic() - self.start

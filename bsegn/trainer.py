@@ -201,12 +201,21 @@ def decoder_step(s: TrainState) -> dict[str, torch.Tensor]:
 
 def fem_step(s: TrainState) -> dict[str, torch.Tensor]:
     """FEM on real seen + freshly generated unseen features; the fakes are made without
-    gradient, so only F moves."""
+    gradient, so only F moves.
+
+    With ``fem_fake_seen`` the batch also holds generated *seen* features: otherwise
+    "real" and "seen" coincide in the FEM's data, the FEM can tell the domains apart by
+    how real a feature looks, and its loss then teaches G to make unseen fakes look
+    *less* real (docs/METHOD.md, "Why fake seen features in the FEM batch").
+    """
     xb, yb = s.batch()
     ub = s.unseen_batch()
     with torch.no_grad():
-        fu = s.fake(ub)
-    loss = fem_loss(s, torch.cat([xb, fu]), torch.cat([yb, ub]), for_generator=False)
+        feats, labels = [xb, s.fake(ub)], [yb, ub]
+        if s.cfg.fem_fake_seen:
+            feats.append(s.fake(yb))
+            labels.append(yb)
+    loss = fem_loss(s, torch.cat(feats), torch.cat(labels), for_generator=False)
     _step(s.opt_f, loss)
     return {"fem": loss}
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DVC = [sys.executable, "-m", "dvc"]
 
 TINY = {
-    "base": {"datasets": ["TINY"], "seeds": [0], "device": "cpu"},
+    "base": {"datasets": ["TINY"], "seeds": [0, 1], "device": "cpu"},
     "download": {"cache_dir": ".cache/downloads", "sources": {"TINY": {"kind": "synthetic", "synthetic": {
         "seed": 1, "n_seen": 8, "n_unseen": 4, "n_val": 2, "per_class": 20, "d_att": 6, "d_latent": 4,
         "d_feat": 16, "n_groups": 3}}}},
@@ -46,6 +46,11 @@ def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPro
     return res
 
 
+def per_seed(*stages: str) -> set[str]:
+    """Stage names for TINY and both seeds, e.g. per_seed("train") -> {"train@TINY-0", "train@TINY-1"}."""
+    return {f"{st}@TINY-{seed}" for st in stages for seed in (0, 1)}
+
+
 def ran(res: subprocess.CompletedProcess) -> set[str]:
     """Names of the stages a `dvc repro` actually ran."""
     return set(re.findall(r"Running stage '([^']+)'", res.stdout + res.stderr))
@@ -61,42 +66,77 @@ def project(tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("project")
     for name in ("bsegn", "stages"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".gitignore"):
+    for name in ("dvc.yaml", ".gitignore", "docs/published_results.csv"):
+        (repo / name).parent.mkdir(exist_ok=True)
         shutil.copy(ROOT / name, repo / name)
     write_params(repo, TINY)
     sh(["git", "init", "-q"], repo)
     sh(DVC + ["init", "-q"], repo)
     sh(DVC + ["config", "core.analytics", "false"], repo)
     first = sh(DVC + ["repro"], repo)
-    assert ran(first) == {"download@TINY", "prepare@TINY", "train@TINY-0", "generate@TINY-0",
-                          "classify@TINY-0", "report"}
+    assert ran(first) == {"download@TINY", "prepare@TINY", "report"} | per_seed(
+        "train", "generate", "train_val", "classify", "figures")
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "tiny"], repo)
     return repo
 
 
-def test_outputs_and_reports(project):
-    metrics = json.loads((project / "runs/TINY/seed0/metrics.json").read_text())
-    for key in ("T1", "U", "S", "H"):
-        assert 0.0 <= metrics[key] <= 100.0
+def test_results_and_summary_recomputed_from_the_runs(project):
+    runs = [json.loads((project / f"runs/TINY/seed{s}/metrics.json").read_text()) for s in (0, 1)]
     results = pd.read_csv(project / "reports/results.csv")
-    assert list(results[["dataset", "seed"]].itertuples(index=False, name=None)) == [("TINY", 0)]
-    assert results.loc[0, "H"] == pytest.approx(metrics["H"], abs=1e-3)
-    assert "| TINY |" in (project / "reports/results.md").read_text()
-    shown = sh(DVC + ["metrics", "show", "--json"], project).stdout
-    assert '"H"' in shown and "TINY" in shown
+    assert list(results[["dataset", "seed"]].itertuples(index=False, name=None)) == [("TINY", 0), ("TINY", 1)]
+    for i, m in enumerate(runs):
+        for key in ("T1", "U", "S", "H"):
+            assert 0.0 <= m[key] <= 100.0
+            assert results.loc[i, key] == pytest.approx(m[key], abs=1e-3)
+            assert results.loc[i, f"{key}_test_selected"] == pytest.approx(m["test_selected"][key], abs=1e-3)
+        for key in ("U", "S", "H"):
+            assert results.loc[i, f"{key}_cs"] == pytest.approx(m["calibrated"][key], abs=1e-3)
+        # headline and test-selected numbers are never mixed: the latter can only be better
+        assert m["test_selected"]["H"] >= m["H"] - 1e-6
+    summary = pd.read_csv(project / "reports/summary.csv").iloc[0]
+    assert summary["n_seeds"] == 2
+    for key in ("T1", "U", "S", "H"):
+        values = [m[key] for m in runs]
+        assert summary[f"{key}_mean"] == pytest.approx(sum(values) / 2, abs=1e-3)
+        assert summary[f"{key}_std"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5, abs=1e-3)
+    md = (project / "reports/results.md").read_text()
+    assert "| TINY | 2 |" in md and "test-selected" in md
+    assert f"{summary['H_mean']:.1f} ± {summary['H_std']:.1f}" in md
+
+
+def test_metrics_are_listed_by_dvc(project):
+    shown = json.loads(sh(DVC + ["metrics", "show", "--json"], project).stdout)
+    data = shown[""]["data"]["reports/metrics.json"]["data"]
+    assert set(data["TINY"]) >= {"T1", "U", "S", "H"}
+
+
+def test_plots_page_renders_offline(project, tmp_path):
+    out = tmp_path / "plots"
+    sh(DVC + ["plots", "show", "--html-template", str(ROOT / "tools/plots_template.html"), "-o", str(out)], project)
+    page = (out / "index.html").read_text()
+    assert "wasserstein" in page and "TINY-seed1" in page
+    scripts = re.findall(r"<script[^>]*>", page)
+    assert scripts and not [s for s in scripts if "http" in s], scripts
+
+
+def test_figures_are_valid_pngs(project):
+    for seed in (0, 1):
+        for name in ("per_class", "domain_confusion", "projection"):
+            data = (project / f"reports/figures/TINY-seed{seed}/{name}.png").read_bytes()
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
 
 
 def test_second_repro_runs_nothing(project):
     assert ran(sh(DVC + ["repro"], project)) == set()
 
 
-def test_classifier_param_reruns_only_classify_and_report(project):
+def test_classifier_param_reruns_only_classify_and_what_follows(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["classify"]["common"]["epochs"] = 3
     write_params(project, params)
     try:
-        assert ran(sh(DVC + ["repro"], project)) == {"classify@TINY-0", "report"}
+        assert ran(sh(DVC + ["repro"], project)) == {"report"} | per_seed("classify", "figures")
     finally:
         write_params(project, TINY)
         sh(DVC + ["repro"], project)
@@ -107,7 +147,8 @@ def test_training_param_reruns_train_onward(project):
     params["train"]["common"]["lr"] = 5e-4
     write_params(project, params)
     try:
-        assert ran(sh(DVC + ["repro"], project)) == {"train@TINY-0", "generate@TINY-0", "classify@TINY-0", "report"}
+        assert ran(sh(DVC + ["repro"], project)) == {"report"} | per_seed(
+            "train", "generate", "train_val", "classify", "figures")
     finally:
         write_params(project, TINY)
         sh(DVC + ["repro"], project)
@@ -120,7 +161,7 @@ def test_package_module_is_a_dependency(project):
     try:
         status = sh(DVC + ["status", "--json"], project).stdout
         changed = set(json.loads(status))
-        assert changed == {"classify@TINY-0"}, changed  # classify imports metrics; train does not
+        assert changed == per_seed("classify"), changed  # classify imports metrics; train does not
     finally:
         metrics_py.write_text(original)
     assert json.loads(sh(DVC + ["status", "--json"], project).stdout) == {}

@@ -77,7 +77,7 @@ def _train_and_evaluate(bench):
     model, history = trainer.train(bench, FULL, torch.device("cpu"))
     seed_everything(7)
     x, y = trainer.generate(model, torch.as_tensor(bench.att), torch.as_tensor(bench.unseen), 10)
-    metrics, _ = evaluate(bench, model, x.numpy(), y.numpy(),
+    metrics, _, _ = evaluate(bench, model, x.numpy(), y.numpy(),
                           ClassifyConfig(epochs=2, mfim_levels=["visual", "hidden", "semantic", "fem"]),
                           torch.device("cpu"))
     return model, history, x, metrics
