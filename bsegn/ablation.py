@@ -30,33 +30,24 @@ import pandas as pd
 import torch
 import yaml
 
-from . import config, data, download, evaluate, runtime, trainer
+from . import config, data, download, evaluate, runtime, trainer, validation
 from .io import save_text
 
 # variant -> {dotted params key: value}; keys are relative to the dataset's blocks
+MFIM = ["visual", "hidden", "semantic"]
 VARIANTS: dict[str, dict[str, object]] = {
-    "baseline": {},
+    "baseline": {},  # f-CLSWGAN: every BSeGN switch off
     "cycle": {"train.{ds}.cycle": True},
     "fem_f2s": {"train.{ds}.fem": True, "train.{ds}.fem_s2f": False, "train.{ds}.fem_balance": False},
     "fem_bidir": {"train.{ds}.fem": True, "train.{ds}.fem_balance": False},
-    "fem": {"train.{ds}.fem": True},
-    "mfim": {"classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
-    "cycle+mfim": {"train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
-    "mfim_fem": {"train.{ds}.fem": True, "classify.{ds}.mfim_levels": ["visual", "fem"]},
-    "mfim_dec_fakes": {"train.{ds}.decoder_fakes": True, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
-    "mfim_sem": {"train.{ds}.decoder_fakes": True, "classify.{ds}.mfim_levels": ["visual", "semantic"]},
-    "bsegn_all": {"train.{ds}.fem": True, "train.{ds}.cycle": True, "train.{ds}.decoder_fakes": True,
-                  "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic", "fem"]},
-    "ps_baseline": {"classify.{ds}.mfim_per_sample": True},
-    "ps_mfim": {"classify.{ds}.mfim_per_sample": True, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
-    "ps_bsegn": {"train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.mfim_per_sample": True,
-                 "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
-    "ps_bsegn_fem": {"train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.mfim_per_sample": True,
-                     "classify.{ds}.mfim_levels": ["visual", "semantic", "fem"]},
-    "bsegn": {"train.{ds}.fem": True, "train.{ds}.cycle": True,
-              "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
+    "fem": {"train.{ds}.fem": True},  # both contrastive directions + balance
+    "fem_no_fake_seen": {"train.{ds}.fem": True, "train.{ds}.fem_fake_seen": False},
+    "mfim": {"classify.{ds}.mfim_levels": MFIM},
+    "cycle+mfim": {"train.{ds}.cycle": True, "classify.{ds}.mfim_levels": MFIM},
+    "bsegn": {"train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": MFIM},
+    "bsegn+fem_level": {"train.{ds}.fem": True, "train.{ds}.cycle": True,
+                        "classify.{ds}.mfim_levels": MFIM + ["fem"]},
 }
-SWITCHES = ("fem", "fem_s2f", "fem_balance", "cycle", "vae")
 
 
 def overrides(variant: str, dataset: str) -> dict[str, object]:
@@ -88,22 +79,33 @@ def apply(params: dict, sets: dict[str, object]) -> dict:
 
 
 def _run_one(args: tuple[dict, str, str, int, str]) -> dict:
+    """One variant x dataset x seed, as the pipeline runs it (incl. validation choices)."""
     params, variant, dataset, seed, prepared_path = args
     torch.set_num_threads(1)  # one process per core
     p = apply(params, overrides(variant, dataset))
-    bench = data.load_prepared(prepared_path)
+    train_cfg, gen_cfg = config.stage_config(p, "train", dataset), config.stage_config(p, "generate", dataset)
+    cls_cfg = config.stage_config(p, "classify", dataset)
     device = runtime.resolve_device(config.base_config(p).device)
+    bench = data.load_prepared(prepared_path)
     runtime.seed_everything(seed)
-    model, _ = trainer.train(bench, config.stage_config(p, "train", dataset), device, label=f"{variant} {dataset} {seed}")
+    model, _ = trainer.train(bench, train_cfg, device, label=f"{variant} {dataset} {seed}")
     runtime.seed_everything(seed)
-    gen = config.stage_config(p, "generate", dataset)
     x, y = trainer.generate(model, torch.as_tensor(bench.att, device=device),
-                            torch.as_tensor(bench.unseen, device=device), gen.syn_num)
+                            torch.as_tensor(bench.unseen, device=device), gen_cfg.syn_num)
+    selection = None
+    if evaluate.validation_needed(cls_cfg):
+        val = data.load_prepared(prepared_path, split="val")
+        val_model, vx, vy = validation.train_on_validation(val, train_cfg, gen_cfg, seed, device, label="val")
+        runtime.seed_everything(seed)
+        selection = evaluate.choose_on_validation(val, val_model, vx.cpu().numpy(), vy.cpu().numpy(), cls_cfg, device)
     runtime.seed_everything(seed)
-    metrics, _, _ = evaluate.evaluate(bench, model, x.cpu().numpy(), y.cpu().numpy(),
-                                   config.stage_config(p, "classify", dataset), device)
-    return {"variant": variant, "dataset": dataset, "seed": seed,
-            **{k: metrics[k] for k in ("T1", "U", "S", "H")}}
+    metrics, _, _ = evaluate.evaluate(bench, model, x.cpu().numpy(), y.cpu().numpy(), cls_cfg, device,
+                                      epochs=selection["epochs"] if selection else None,
+                                      gamma=selection["gamma"] if selection and cls_cfg.calibration else None)
+    row = {"variant": variant, "dataset": dataset, "seed": seed, **{k: metrics[k] for k in ("T1", "U", "S", "H")}}
+    if "calibrated" in metrics:
+        row.update({f"{k}_cs": metrics["calibrated"][k] for k in ("U", "S", "H")})
+    return row
 
 
 def run_grid(params: dict, datasets: list[str], seeds: list[int], variants: list[str], workers: int) -> pd.DataFrame:
@@ -160,7 +162,8 @@ def collect_experiments(exp_show_json: list) -> pd.DataFrame:
 
 def table(df: pd.DataFrame) -> pd.DataFrame:
     order = {v: i for i, v in enumerate(VARIANTS)}
-    out = df.groupby(["dataset", "variant"])[["T1", "U", "S", "H"]].agg(["mean", "std"]).round(2)
+    cols = [c for c in ("T1", "U", "S", "H", "H_cs") if c in df]
+    out = df.groupby(["dataset", "variant"])[cols].agg(["mean", "std"]).round(2)
     return out.sort_index(key=lambda idx: idx.map(lambda v: order.get(v, 99)) if idx.name == "variant" else idx)
 
 
