@@ -144,13 +144,15 @@ def collect_experiments(exp_show_json: list) -> pd.DataFrame:
 
     def visit(rev: dict) -> None:
         d = rev.get("data") or {}
-        name = rev.get("name") or d.get("name") or d.get("rev", "")[:7]
+        name = rev.get("name") or d.get("name") or d.get("rev", "")
+        if len(name) == 40 and all(c in "0123456789abcdef" for c in name):
+            name = name[:7]  # an unnamed commit: its short hash
         metrics = ((d.get("metrics") or {}).get("reports/metrics.json") or {}).get("data") or {}
         params = ((d.get("params") or {}).get("params.yaml") or {}).get("data") or {}
         for ds, m in metrics.items():
             variant = name[4:].rsplit("-", 1)[0] if name.startswith("abl-") else name
             rows.append({"variant": variant, "dataset": ds, "seeds": len(params.get("base", {}).get("seeds", [])),
-                         **{k: m.get(k) for k in ("T1", "U", "S", "H")}})
+                         **{k: m.get(k) for k in ("T1", "U", "S", "H", "H_cs") if k in m}})
         for exp in rev.get("experiments") or []:
             for sub in exp.get("revs") or []:
                 visit(sub)

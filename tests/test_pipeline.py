@@ -115,7 +115,7 @@ def test_plots_page_renders_offline(project, tmp_path):
     out = tmp_path / "plots"
     sh(DVC + ["plots", "show", "--html-template", str(ROOT / "tools/plots_template.html"), "-o", str(out)], project)
     page = (out / "index.html").read_text()
-    assert "wasserstein" in page and "TINY-seed1" in page
+    assert "wasserstein" in page and "reports_curves_classify_TINY-seed1_csv" in page
     scripts = re.findall(r"<script[^>]*>", page)
     assert scripts and not [s for s in scripts if "http" in s], scripts
 

@@ -1,0 +1,38 @@
+"""The ablation grid's plumbing: overrides, DVC queue commands, collecting experiments."""
+
+import yaml
+
+from bsegn import ablation
+from bsegn.config import load_params, stage_config
+
+
+def test_variant_overrides_apply_to_the_dataset_block():
+    params = load_params("params.yaml")
+    p = ablation.apply(params, ablation.overrides("bsegn", "SYN"))
+    train, classify = stage_config(p, "train", "SYN"), stage_config(p, "classify", "SYN")
+    assert train.fem and train.cycle and classify.mfim_levels == ["visual", "hidden", "semantic"]
+    assert stage_config(p, "train", "SYN").lr == stage_config(params, "train", "SYN").lr  # rest untouched
+    assert not stage_config(params, "train", "SYN").fem  # the original is not modified
+    base = ablation.apply(params, ablation.overrides("baseline", "SYN"))
+    assert not stage_config(base, "train", "SYN").fem and not stage_config(base, "train", "SYN").cycle
+
+
+def test_queue_commands_are_dvc_exp_runs_with_set_params():
+    (cmd,) = ablation.queue_commands("SYN", [0, 1], ["fem_bidir"])
+    assert cmd[:5] == ["dvc", "exp", "run", "--queue", "-n"]
+    sets = dict(arg.split("=", 1) for arg in cmd[6:] if arg != "-S")
+    assert yaml.safe_load(sets["base.seeds"]) == [0, 1]
+    assert yaml.safe_load(sets["train.SYN.fem"]) is True
+    assert yaml.safe_load(sets["train.SYN.fem_balance"]) is False
+
+
+def test_collect_reads_exp_show_json():
+    def rev(name, h):
+        return {"name": name, "data": {"rev": "a" * 40, "metrics": {"reports/metrics.json": {"data": {
+            "SYN": {"T1": 60.0, "U": 40.0, "S": 90.0, "H": h}}}},
+            "params": {"params.yaml": {"data": {"base": {"seeds": [0, 1, 2]}}}}}}
+    shown = [{"rev": "workspace", "data": {"rev": "workspace"}, "experiments": [
+        {"revs": [rev("abl-fem-SYN", 50.0)]}, {"revs": [rev("abl-cycle-mfim-SYN", 45.0)]}]}]
+    df = ablation.collect_experiments(shown)
+    assert list(df["variant"]) == ["fem", "cycle-mfim"]
+    assert list(df["H"]) == [50.0, 45.0] and set(df["seeds"]) == {3}
