@@ -23,6 +23,7 @@ How it is made (each part chosen to reproduce a property of real GZSL data):
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -114,11 +115,17 @@ def make_benchmark(cfg: SyntheticConfig) -> tuple[dict, dict]:
     return res101, att_splits
 
 
+# the 116-byte MAT-file text header; scipy writes the current time there, which would make
+# every regeneration a different file (and a different DVC hash) for the same data
+MAT_HEADER = b"MATLAB 5.0 MAT-file, written by bsegn.synthetic".ljust(116, b" ")
+
+
 def write_benchmark(cfg: SyntheticConfig, folder: str | Path) -> None:
-    """Write ``res101.mat`` and ``att_splits.mat`` for ``cfg`` into ``folder``."""
+    """Write ``res101.mat`` and ``att_splits.mat`` for ``cfg`` into ``folder`` (byte-reproducible)."""
     folder = Path(folder)
     res101, att_splits = make_benchmark(cfg)
     for name, variables in (("res101.mat", res101), ("att_splits.mat", att_splits)):
+        buf = io.BytesIO()
+        sio.savemat(buf, variables, do_compression=True)
         with atomic_path(folder / name) as tmp:
-            with open(tmp, "wb") as fh:
-                sio.savemat(fh, variables, do_compression=True)
+            tmp.write_bytes(MAT_HEADER + buf.getvalue()[len(MAT_HEADER):])

@@ -47,7 +47,8 @@ class GenerativeModel:
             "fem": None if self.fem is None else self.fem.state_dict(),
         }
         with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+            with open(tmp, "wb") as fh:  # via a handle: torch would embed the (random) temp name
+                torch.save(payload, fh)
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device) -> "GenerativeModel":

@@ -102,3 +102,11 @@ def test_save_and_load_round_trip(bench, tmp_path):
     assert torch.equal(model.decoder(x)[0], loaded.decoder(x)[0])
     assert torch.equal(model.fem(x), loaded.fem(x))
     assert loaded.cfg == model.cfg
+
+
+def test_saved_model_bytes_do_not_depend_on_the_file_name(bench, tmp_path):
+    seed_everything(2)
+    model, _ = trainer.train(bench, dataclasses.replace(FULL, epochs=1), torch.device("cpu"))
+    model.save(tmp_path / "a.pt")
+    model.save(tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
