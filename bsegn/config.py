@@ -300,7 +300,8 @@ def stage_config(params: dict, section: str, dataset: str):
             raise ConfigError(f"{section}.{key}: expected a mapping of overrides")
     common = _build(cls, raw["common"], f"{section}.common")
     override = raw.get(dataset) or {}
-    # validate the override alone first so the error names the dataset's block
+    # common is valid (checked above), so any error in the merged block comes from the
+    # dataset's override and is reported under its name, e.g. train.CUB.lr
     merged = {**dataclasses.asdict(common), **override}
     where = f"{section}.{dataset}" if override else f"{section}.common"
     cfg = _build(cls, merged, where)
