@@ -1,0 +1,34 @@
+"""Validation-split decisions and calibrated stacking, on hand-made inputs."""
+
+import numpy as np
+import torch
+
+from bsegn.config import ClassifyConfig
+from bsegn.evaluate import calibrated_predictions, gamma_grid, select_on_validation
+
+CURVE = [
+    {"epoch": 1, "T1": 30.0, "H": 20.0, "gamma": 0.5, "H_cs": 25.0},
+    {"epoch": 2, "T1": 50.0, "H": 40.0, "gamma": 0.2, "H_cs": 45.0},
+    {"epoch": 3, "T1": 45.0, "H": 42.0, "gamma": 0.1, "H_cs": 43.0},
+]
+
+
+def test_val_selection_takes_the_best_validation_epochs_and_their_gamma():
+    sel = select_on_validation(CURVE, ClassifyConfig(epochs=3, select_epochs="val"))
+    assert sel["epochs"] == {"zsl": 2, "gzsl": 3}
+    assert sel["gamma"] == 0.1 and sel["val_H"] == 42.0 and sel["val_T1"] == 50.0
+
+
+def test_fixed_epochs_keep_the_configured_count_and_take_gamma_there():
+    sel = select_on_validation(CURVE, ClassifyConfig(epochs=2, select_epochs="fixed"))
+    assert sel["epochs"] == {"zsl": 2, "gzsl": 2} and sel["gamma"] == 0.2
+
+
+def test_calibrated_stacking_moves_predictions_off_seen_classes():
+    seen_cols = torch.tensor([True, True, False])
+    scores = torch.log(torch.tensor([[0.5, 0.1, 0.4], [0.9, 0.05, 0.05]]))
+    assert calibrated_predictions(scores, seen_cols, 0.0).tolist() == [0, 0]
+    # log(0.5) - log(0.4) = 0.22 < 0.3 < log(0.9) - log(0.05) = 2.89: only the first one flips
+    assert calibrated_predictions(scores, seen_cols, 0.3).tolist() == [2, 0]
+    grid = gamma_grid(scores, seen_cols)
+    assert 0.0 in grid and np.isclose(grid.max(), np.log(0.9 / 0.05))
