@@ -34,19 +34,20 @@ from . import config, data, download, evaluate, runtime, trainer, validation
 from .io import save_text
 
 # variant -> {dotted params key: value}; keys are relative to the dataset's blocks
-MFIM = ["visual", "hidden", "semantic"]
+FULL = {"train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["semantic", "fem"]}
 VARIANTS: dict[str, dict[str, object]] = {
-    "baseline": {},  # f-CLSWGAN: every BSeGN switch off
+    "baseline": {},  # f-CLSWGAN: every BSeGN switch off, classifier on visual features
     "cycle": {"train.{ds}.cycle": True},
     "fem_f2s": {"train.{ds}.fem": True, "train.{ds}.fem_s2f": False, "train.{ds}.fem_balance": False},
     "fem_bidir": {"train.{ds}.fem": True, "train.{ds}.fem_balance": False},
-    "fem": {"train.{ds}.fem": True},  # both contrastive directions + balance
-    "fem_no_fake_seen": {"train.{ds}.fem": True, "train.{ds}.fem_fake_seen": False},
-    "mfim": {"classify.{ds}.mfim_levels": MFIM},
-    "cycle+mfim": {"train.{ds}.cycle": True, "classify.{ds}.mfim_levels": MFIM},
-    "bsegn": {"train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": MFIM},
-    "bsegn+fem_level": {"train.{ds}.fem": True, "train.{ds}.cycle": True,
-                        "classify.{ds}.mfim_levels": MFIM + ["fem"]},
+    "fem": {"train.{ds}.fem": True},  # FEM trained and fed back to G; classifier still on visual
+    "cycle+mfim": {"train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["hidden", "semantic"]},
+    "bsegn": FULL,  # FEM + cycle + mFIM over the cycle and FEM levels
+    "bsegn-s2f": {**FULL, "train.{ds}.fem_s2f": False},
+    "bsegn-balance": {**FULL, "train.{ds}.fem_balance": False},
+    "bsegn-fake_seen": {**FULL, "train.{ds}.fem_fake_seen": False},
+    "bsegn-cycle": {**FULL, "train.{ds}.cycle": False},
+    "bsegn+visual": {**FULL, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic", "fem"]},
 }
 
 

@@ -10,7 +10,7 @@ def test_variant_overrides_apply_to_the_dataset_block():
     params = load_params("params.yaml")
     p = ablation.apply(params, ablation.overrides("bsegn", "SYN"))
     train, classify = stage_config(p, "train", "SYN"), stage_config(p, "classify", "SYN")
-    assert train.fem and train.cycle and classify.mfim_levels == ["visual", "hidden", "semantic"]
+    assert train.fem and train.cycle and classify.mfim_levels == ["semantic", "fem"]
     assert stage_config(p, "train", "SYN").lr == stage_config(params, "train", "SYN").lr  # rest untouched
     assert not stage_config(params, "train", "SYN").fem  # the original is not modified
     base = ablation.apply(params, ablation.overrides("baseline", "SYN"))
