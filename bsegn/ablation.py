@@ -34,14 +34,17 @@ from . import config, data, download, evaluate, runtime, trainer, validation
 from .io import save_text
 
 # variant -> {dotted params key: value}; keys are relative to the dataset's blocks
-FULL = {"train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["semantic", "fem"]}
+# every variant starts from the f-CLSWGAN baseline, whatever params.yaml ships
+OFF = {"train.{ds}.fem": False, "train.{ds}.cycle": False, "train.{ds}.vae": False,
+       "classify.{ds}.mfim_levels": ["visual"]}
+FULL = {**OFF, "train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["semantic", "fem"]}
 VARIANTS: dict[str, dict[str, object]] = {
-    "baseline": {},  # f-CLSWGAN: every BSeGN switch off, classifier on visual features
-    "cycle": {"train.{ds}.cycle": True},
-    "fem_f2s": {"train.{ds}.fem": True, "train.{ds}.fem_s2f": False, "train.{ds}.fem_balance": False},
-    "fem_bidir": {"train.{ds}.fem": True, "train.{ds}.fem_balance": False},
-    "fem": {"train.{ds}.fem": True},  # FEM trained and fed back to G; classifier still on visual
-    "cycle+mfim": {"train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["hidden", "semantic"]},
+    "baseline": OFF,  # f-CLSWGAN: every BSeGN switch off, classifier on visual features
+    "cycle": {**OFF, "train.{ds}.cycle": True},
+    "fem_f2s": {**OFF, "train.{ds}.fem": True, "train.{ds}.fem_s2f": False, "train.{ds}.fem_balance": False},
+    "fem_bidir": {**OFF, "train.{ds}.fem": True, "train.{ds}.fem_balance": False},
+    "fem": {**OFF, "train.{ds}.fem": True},  # FEM trained and fed back to G; classifier still on visual
+    "cycle+mfim": {**OFF, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["hidden", "semantic"]},
     "bsegn": FULL,  # FEM + cycle + mFIM over the cycle and FEM levels
     "bsegn-s2f": {**FULL, "train.{ds}.fem_s2f": False},
     "bsegn-balance": {**FULL, "train.{ds}.fem_balance": False},

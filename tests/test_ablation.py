@@ -12,9 +12,11 @@ def test_variant_overrides_apply_to_the_dataset_block():
     train, classify = stage_config(p, "train", "SYN"), stage_config(p, "classify", "SYN")
     assert train.fem and train.cycle and classify.mfim_levels == ["semantic", "fem"]
     assert stage_config(p, "train", "SYN").lr == stage_config(params, "train", "SYN").lr  # rest untouched
-    assert not stage_config(params, "train", "SYN").fem  # the original is not modified
+    assert stage_config(params, "train", "SYN").fem  # shipped params: BSeGN; the original is not modified
     base = ablation.apply(params, ablation.overrides("baseline", "SYN"))
+    # the baseline switches everything off explicitly, whatever params.yaml ships
     assert not stage_config(base, "train", "SYN").fem and not stage_config(base, "train", "SYN").cycle
+    assert stage_config(base, "classify", "SYN").mfim_levels == ["visual"]
 
 
 def test_queue_commands_are_dvc_exp_runs_with_set_params():
