@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Callable
 
-from .config import ConfigError, base_config, load_params
+from .config import base_config, dataset_source, load_params
 from .errors import PipelineError
 
 
@@ -23,9 +23,7 @@ def load_checked(path: str, dataset: str) -> dict:
     """The params, with ``base`` validated and ``dataset`` known."""
     params = load_params(path)
     base_config(params)
-    if dataset not in (params["download"].get("sources") or {}):
-        raise ConfigError(f"unknown dataset '{dataset}': add it under download.sources in {path} "
-                          f"(known: {sorted(params['download'].get('sources') or {})})")
+    dataset_source(params, dataset)  # raises, naming the known datasets, if it has no source
     return params
 
 

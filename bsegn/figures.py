@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
+from .metrics import class_accuracies  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
@@ -26,15 +27,12 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def class_accuracies(y: np.ndarray, pred: np.ndarray) -> dict[int, float]:
-    return {int(c): 100.0 * float(np.mean(pred[y == c] == c)) for c in np.unique(y)}
-
-
 def per_class(pred: dict[str, np.ndarray], path: Path, title: str) -> None:
     seen = class_accuracies(pred["test_seen_y"], pred["test_seen_pred"])
     unseen = class_accuracies(pred["test_unseen_y"], pred["test_unseen_pred"])
     fig, ax = plt.subplots(figsize=(max(6, 0.12 * (len(seen) + len(unseen))), 3.5))
-    s_vals, u_vals = sorted(seen.values(), reverse=True), sorted(unseen.values(), reverse=True)
+    s_vals = sorted((100.0 * a for a in seen.values()), reverse=True)  # in %
+    u_vals = sorted((100.0 * a for a in unseen.values()), reverse=True)
     ax.bar(np.arange(len(s_vals)), s_vals, color="tab:blue", label=f"seen (mean {np.mean(s_vals):.1f})")
     ax.bar(len(s_vals) + 1 + np.arange(len(u_vals)), u_vals, color="tab:orange",
            label=f"unseen (mean {np.mean(u_vals):.1f})")

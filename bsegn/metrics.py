@@ -11,11 +11,15 @@ def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     Averaging per class, not per image, keeps large classes from dominating (the
     protocol of Xian et al., "The Good, the Bad and the Ugly").
     """
+    return 100.0 * float(np.mean(list(class_accuracies(y_true, y_pred).values())))
+
+
+def class_accuracies(y_true: np.ndarray, y_pred: np.ndarray) -> dict[int, float]:
+    """``{class: fraction of its images predicted correctly}`` for the classes in ``y_true``."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.size == 0:
         raise ValueError(f"y_true and y_pred must be equal, non-empty shapes; got {y_true.shape} and {y_pred.shape}")
-    accs = [np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]
-    return 100.0 * float(np.mean(accs))
+    return {int(c): float(np.mean(y_pred[y_true == c] == c)) for c in np.unique(y_true)}
 
 
 def harmonic_mean(u: float, s: float) -> float:
