@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from pathlib import Path
 from typing import Callable
 
 from .config import base_config, dataset_source, load_params
 from .errors import PipelineError
+from .io import save_json
+
+# stage scripts import this module first, so this is about when the stage started (the
+# Python interpreter's own start-up, some tens of milliseconds, is not counted)
+STARTED = time.perf_counter()
 
 
 def stage_args(description: str, per_seed: bool) -> argparse.Namespace:
@@ -34,3 +41,14 @@ def run(main: Callable[[], None]) -> None:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def save_seconds(path: str | Path) -> float:
+    """Write ``{"seconds": wall time since the stage started}``: the stage's ``seconds`` metric.
+
+    ``dvc exp show`` lists it beside the accuracy metrics. It is the one output that differs
+    from run to run (docs/METHOD.md, "Fast training").
+    """
+    seconds = round(time.perf_counter() - STARTED, 2)
+    save_json({"seconds": seconds}, path)
+    return seconds

@@ -40,6 +40,7 @@ class BaseConfig:
     datasets: list[str]
     seeds: list[int]
     device: str = field(default="auto", metadata=_rng(choices=("auto", "cpu", "cuda")))
+    tf32: bool = True  # CUDA only: float32 matrix products on the tensor cores (docs/METHOD.md)
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,21 @@ import torch.nn.functional as F_
 from .nets import cosine_logits
 
 
-def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP: ``E[(||grad_x D(x_hat, a)|| - 1)^2]`` on random interpolates of real and fake."""
-    alpha = torch.rand(real.shape[0], 1, device=real.device)
+def wgan_critic_terms(critic, real: torch.Tensor, fake: torch.Tensor, a: torch.Tensor,
+                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The WGAN-GP critic's terms: the Wasserstein estimate ``E[D(real)] - E[D(fake)]`` and the
+    gradient penalty ``E[(||grad_x D(x_hat, a)|| - 1)^2]`` on random interpolates of the two.
+
+    ``real``, ``fake``: (n, d_feat); ``a``: (n, d_att). All three go through the critic as one
+    batch of 3n rows (one read of its weights); rows do not interact, so the values are those
+    of three separate passes.
+    """
+    n = real.shape[0]
+    alpha = torch.rand(n, 1, device=real.device, generator=generator)
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    grad, = torch.autograd.grad(critic(x_hat, a).sum(), x_hat, create_graph=True)
-    return ((grad.norm(2, dim=1) - 1) ** 2).mean()
+    d_real, d_fake, d_hat = critic(torch.cat([real, fake, x_hat]), a.repeat(3, 1)).split(n)
+    grad, = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
+    return d_real.mean() - d_fake.mean(), ((grad.norm(2, dim=1) - 1) ** 2).mean()
 
 
 def contrastive_f2s(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -31,18 +40,32 @@ def contrastive_s2f(emb: torch.Tensor, att: torch.Tensor, y: torch.Tensor, tempe
     For class c with positives P(c) = {j : y_j = c}:
     ``L_c = -1/|P(c)| sum_{p in P(c)} log softmax_j(cos(a_c, e_j) / tau)_p``, averaged over c.
     With one feature per class this is the cross-entropy of the transposed score matrix.
+
+    Every class is scored and the absent ones are masked out of the mean, so all shapes are
+    fixed by the batch size: no ``unique``, no host synchronisation, graph-capturable.
     """
-    classes, inverse = torch.unique(y, return_inverse=True)  # (k,), (n,)
-    logits = cosine_logits(att[classes], emb, temperature)  # (k, n)
-    log_p = logits.log_softmax(dim=1)
-    pos = F_.one_hot(inverse, len(classes)).T.to(log_p.dtype)  # (k, n): 1 where feature j is of class c
-    return (-(log_p * pos).sum(1) / pos.sum(1)).mean()
+    classes = torch.arange(len(att), device=y.device)
+    pos = (classes[:, None] == y[None, :]).to(emb.dtype)  # (n_cls, n): 1 where feature j is of class c
+    log_p = cosine_logits(att, emb, temperature).log_softmax(dim=1)  # (n_cls, n)
+    count = pos.sum(1)  # (n_cls,) positives per class, 0 for classes absent from the batch
+    per_class = -(log_p * pos).sum(1) / count.clamp_min(1.0)
+    present = (count > 0).to(emb.dtype)
+    return (per_class * present).sum() / present.sum()
 
 
 def domain_log_mass(logits: torch.Tensor, unseen_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """log of the softmax mass on seen classes and on unseen classes, each (n,)."""
     total = logits.logsumexp(dim=1)
-    return logits[:, ~unseen_mask].logsumexp(dim=1) - total, logits[:, unseen_mask].logsumexp(dim=1) - total
+    seen = logits.masked_fill(unseen_mask, float("-inf")).logsumexp(dim=1)
+    unseen = logits.masked_fill(~unseen_mask, float("-inf")).logsumexp(dim=1)
+    return seen - total, unseen - total
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of ``values`` where ``mask`` holds, and whether any does (both 0-d, no host sync)."""
+    n = mask.sum().to(values.dtype)
+    total = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device)).sum()
+    return total / n.clamp_min(1.0), (n > 0).to(values.dtype)
 
 
 def balance_loss(logits: torch.Tensor, unseen_mask: torch.Tensor, is_unseen: torch.Tensor) -> torch.Tensor:
@@ -57,12 +80,9 @@ def balance_loss(logits: torch.Tensor, unseen_mask: torch.Tensor, is_unseen: tor
     the fake unseen ones. A domain absent from the batch is left out of the mean.
     """
     log_s, log_u = domain_log_mass(logits, unseen_mask)
-    terms = []
-    if (~is_unseen).any():
-        terms.append(-log_s[~is_unseen].mean())
-    if is_unseen.any():
-        terms.append(-log_u[is_unseen].mean())
-    return torch.stack(terms).mean()
+    seen_term, has_seen = _masked_mean(-log_s, ~is_unseen)
+    unseen_term, has_unseen = _masked_mean(-log_u, is_unseen)
+    return (seen_term * has_seen + unseen_term * has_unseen) / (has_seen + has_unseen)
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -51,3 +51,7 @@ def validation(dataset: str, seed: int) -> Path:
 
 def predictions(dataset: str, seed: int) -> Path:
     return run_dir(dataset, seed) / "predictions.npz"
+
+
+def seconds(dataset: str, seed: int, stage: str) -> Path:
+    return run_dir(dataset, seed) / f"{stage}_seconds.json"  # the stage's wall time, a DVC metric

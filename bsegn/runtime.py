@@ -10,13 +10,18 @@ import torch
 from .config import ConfigError
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available else cpu; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def resolve_device(name: str, tf32: bool = False) -> torch.device:
+    """``auto`` -> cuda when available else cpu; ``cuda`` without a GPU is an error.
+
+    ``tf32`` (``base.tf32``) lets CUDA run float32 matrix products in TF32 on the tensor
+    cores; the CPU is unaffected.
+    """
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("base.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
-    return torch.device(name)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+    torch.backends.cuda.matmul.allow_tf32 = tf32 and device.type == "cuda"
+    torch.backends.cudnn.allow_tf32 = tf32 and device.type == "cuda"
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -29,3 +34,6 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    # deterministic mode also fills every new tensor with NaN to expose reads of uninitialised
+    # memory; nothing here reads such memory, and on a GPU the fills cost as much as the work
+    torch.utils.deterministic.fill_uninitialized_memory = False

@@ -8,6 +8,13 @@ One iteration (docs/METHOD.md, "Training schedule"):
    bidirectional contrastive and balance losses; the fakes are detached, so G is not moved;
 4. one generator step: adversarial loss (+ VAE, classification, cycle and FEM losses);
    only G (and E) are stepped, D, R, F and the seen classifier stay as they are.
+
+Speed (docs/METHOD.md, "Fast training"): the data live on the device, every shape is
+fixed by the batch size, the losses are summed on the device (one host sync per epoch),
+Adam is fused on CUDA, and on CUDA one whole iteration is captured as a CUDA graph and
+replayed. :func:`train_many` trains several seeds at once, each on its own CUDA stream.
+:mod:`bsegn.reference` keeps the straightforward loop (eager, a pass per network call, a
+host sync per step) that the benchmark (:mod:`bsegn.bench`) and the tests compare against.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F_
@@ -26,6 +34,7 @@ from .data import Benchmark
 from .io import atomic_path
 from .nets import FEM, Critic, Encoder, Generator, SemanticDecoder, SoftmaxClassifier, cosine_logits
 from .progress import Progress
+from .runtime import seed_everything
 
 
 @dataclass
@@ -71,8 +80,12 @@ def build_model(cfg: TrainConfig, d_noise: int, d_att: int, d_feat: int) -> Gene
                            SemanticDecoder(d_feat, d_att, cfg.hidden), fem)
 
 
-def _adam(params, lr: float, beta1: float) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999))
+def _adam(params, lr: float, beta1: float, fast: bool = True) -> torch.optim.Adam:
+    params = list(params)
+    fast = fast and params[0].is_cuda
+    # CUDA: one fused kernel per step, its state on the device so the step can be graph-captured;
+    # CPU (and the reference loop): PyTorch's default Adam, which keeps CPU runs as they were
+    return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), fused=fast or None, capturable=fast)
 
 
 def _step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -81,12 +94,13 @@ def _step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     opt.step()
 
 
-def pretrain_seen_classifier(x: torch.Tensor, y_idx: torch.Tensor, n_seen: int, cfg: TrainConfig) -> SoftmaxClassifier:
+def pretrain_seen_classifier(x: torch.Tensor, y_idx: torch.Tensor, n_seen: int, cfg: TrainConfig,
+                             gen: torch.Generator | None = None) -> SoftmaxClassifier:
     """The frozen seen-class softmax of f-CLSWGAN; its loss keeps fakes class-discriminative."""
     clf = SoftmaxClassifier(x.shape[1], n_seen).to(x.device)
     opt = _adam(clf.parameters(), 1e-3, 0.5)
     for _ in range(cfg.cls_pretrain_epochs):
-        for idx in torch.randperm(len(x), device=x.device).split(cfg.batch_size):
+        for idx in torch.randperm(len(x), device=x.device, generator=gen).split(cfg.batch_size):
             _step(opt, F_.cross_entropy(clf(x[idx]), y_idx[idx]))
     clf.eval().requires_grad_(False)
     return clf
@@ -111,21 +125,32 @@ class TrainState:
     opt_d: torch.optim.Optimizer
     opt_r: torch.optim.Optimizer
     opt_f: torch.optim.Optimizer | None
+    gen: torch.Generator  # this run's random stream for batches, noise and interpolates
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(len(self.x), (self.cfg.batch_size,), device=self.x.device)
+        idx = torch.randint(len(self.x), (self.cfg.batch_size,), device=self.x.device, generator=self.gen)
         return self.x[idx], self.y[idx]
 
     def unseen_batch(self) -> torch.Tensor:
-        return self.unseen[torch.randint(len(self.unseen), (self.cfg.batch_size,), device=self.x.device)]
+        idx = torch.randint(len(self.unseen), (self.cfg.batch_size,), device=self.x.device, generator=self.gen)
+        return self.unseen[idx]
+
+    def noise(self, *shape: int) -> torch.Tensor:
+        return torch.randn(*shape, device=self.x.device, generator=self.gen)
 
     def fake(self, classes: torch.Tensor) -> torch.Tensor:
         G = self.model.generator
-        return G(torch.randn(len(classes), G.d_noise, device=self.x.device), self.att[classes])
+        return G(self.noise(len(classes), G.d_noise), self.att[classes])
 
 
-def setup(bench: Benchmark, cfg: TrainConfig, device: torch.device) -> TrainState:
-    """Build networks and optimisers for ``bench`` (pretrains the seen classifier if used)."""
+def setup(bench: Benchmark, cfg: TrainConfig, device: torch.device, fast: bool = True) -> TrainState:
+    """Build networks and optimisers for ``bench`` (pretrains the seen classifier if used).
+
+    Initial weights come from torch's global RNG (seeded by the caller); the run's own
+    generator is seeded from it too, so one global seed fixes everything. A per-run
+    generator keeps seeds trained side by side (:func:`train_many`) independent.
+    ``fast``: fused, capturable Adam on CUDA (off for the reference loop).
+    """
     x = torch.as_tensor(bench.train_x, device=device)
     y = torch.as_tensor(bench.train_y, device=device)
     att = torch.as_tensor(bench.att, device=device)
@@ -144,13 +169,15 @@ def setup(bench: Benchmark, cfg: TrainConfig, device: torch.device) -> TrainStat
     D = Critic(bench.d_feat, bench.d_att, cfg.hidden).to(device)
     E = Encoder(bench.d_feat, bench.d_att, cfg.hidden, d_noise).to(device) if cfg.vae else None
     g_params = list(model.generator.parameters()) + (list(E.parameters()) if E else [])
-    clf = pretrain_seen_classifier(x, seen_index[y], len(seen), cfg) if cfg.cls_weight > 0 else None
+    gen = torch.Generator(device).manual_seed(int(torch.randint(2 ** 62, ())))
+    clf = pretrain_seen_classifier(x, seen_index[y], len(seen), cfg, gen) if cfg.cls_weight > 0 else None
     return TrainState(
         cfg, x, y, att, unseen, unseen_mask, seen_index, model, D, E, clf,
-        opt_g=_adam(g_params, cfg.lr, cfg.beta1),
-        opt_d=_adam(D.parameters(), cfg.lr, cfg.beta1),
-        opt_r=_adam(model.decoder.parameters(), cfg.decoder_lr, cfg.beta1),
-        opt_f=_adam(model.fem.parameters(), cfg.fem_lr, cfg.beta1) if model.fem is not None else None,
+        opt_g=_adam(g_params, cfg.lr, cfg.beta1, fast),
+        opt_d=_adam(D.parameters(), cfg.lr, cfg.beta1, fast),
+        opt_r=_adam(model.decoder.parameters(), cfg.decoder_lr, cfg.beta1, fast),
+        opt_f=_adam(model.fem.parameters(), cfg.fem_lr, cfg.beta1, fast) if model.fem is not None else None,
+        gen=gen,
     )
 
 
@@ -175,12 +202,16 @@ def fem_loss(s: TrainState, feats: torch.Tensor, labels: torch.Tensor, for_gener
 
 
 def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
-    """WGAN-GP critic update on real vs generated seen features; moves only D."""
+    """WGAN-GP critic update on real vs generated seen features; moves only D.
+
+    Real, generated and interpolated features go through D as one batch: one read of
+    D's weights instead of three (the rows do not interact, so the values are the same).
+    """
     xb, yb = s.batch()
-    a = s.att[yb]
-    fb = s.fake(yb).detach()
-    wdist = s.D(xb, a).mean() - s.D(fb, a).mean()
-    _step(s.opt_d, -wdist + s.cfg.gp_weight * losses.gradient_penalty(s.D, xb, fb, a))
+    with torch.no_grad():
+        fb = s.fake(yb)
+    wdist, gp = losses.wgan_critic_terms(s.D, xb, fb, s.att[yb], s.gen)
+    _step(s.opt_d, -wdist + s.cfg.gp_weight * gp)
     return {"wasserstein": wdist}
 
 
@@ -211,38 +242,53 @@ def fem_step(s: TrainState) -> dict[str, torch.Tensor]:
     """
     xb, yb = s.batch()
     ub = s.unseen_batch()
-    with torch.no_grad():
-        feats, labels = [xb, s.fake(ub)], [yb, ub]
-        if s.cfg.fem_fake_seen:
-            feats.append(s.fake(yb))
-            labels.append(yb)
-    loss = fem_loss(s, torch.cat(feats), torch.cat(labels), for_generator=False)
+    z = [s.noise(len(ub), s.model.generator.d_noise)]
+    classes = [ub]
+    if s.cfg.fem_fake_seen:
+        z.append(s.noise(len(yb), s.model.generator.d_noise))
+        classes.append(yb)
+    with torch.no_grad():  # all fakes in one pass of G
+        fakes = s.model.generator(torch.cat(z), s.att[torch.cat(classes)])
+    loss = fem_loss(s, torch.cat([xb, fakes]), torch.cat([yb, *classes]), for_generator=False)
     _step(s.opt_f, loss)
     return {"fem": loss}
 
 
 def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
-    """Generator (and encoder) update; D, R, F and the seen classifier are not stepped."""
+    """Generator (and encoder) update; D, R, F and the seen classifier are not stepped.
+
+    The fake seen features, the VAE reconstructions and the fake unseen features come from
+    one pass of G, and the cycle loss sends seen and unseen fakes through R together (the
+    random draws keep the order of the step-by-step version, :mod:`bsegn.reference`).
+    """
     cfg, G = s.cfg, s.model.generator
+    B = cfg.batch_size
     xb, yb = s.batch()
-    fs = s.fake(yb)  # (batch, d_feat) fake seen
+    z, classes = [s.noise(B, G.d_noise)], [yb]  # fake seen
+    if s.E is not None:
+        mu, logvar = s.E(xb, s.att[yb])
+        z.append(mu + s.noise(*mu.shape) * (0.5 * logvar).exp())  # VAE reconstructions of xb
+        classes.append(yb)
+    if cfg.cycle or cfg.fem:
+        ub = s.unseen_batch()
+        z.append(s.noise(B, G.d_noise))  # fake unseen
+        classes.append(ub)
+    out = G(torch.cat(z), s.att[torch.cat(classes)]).split(B)  # (batch, d_feat) per group
+    fs = out[0]
     loss = -s.D(fs, s.att[yb]).mean()
     logs = {"g_adv": loss}
     if s.E is not None:
-        mu, logvar = s.E(xb, s.att[yb])
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        logs["vae"] = losses.reconstruction_loss(G(z, s.att[yb]), xb) + losses.kl_divergence(mu, logvar)
+        logs["vae"] = losses.reconstruction_loss(out[1], xb) + losses.kl_divergence(mu, logvar)
         loss = loss + cfg.vae_weight * logs["vae"]
     if s.clf is not None:
         logs["g_cls"] = F_.cross_entropy(s.clf(fs), s.seen_index[yb])
         loss = loss + cfg.cls_weight * logs["g_cls"]
     if cfg.cycle or cfg.fem:
-        ub = s.unseen_batch()
-        fu = s.fake(ub)  # (batch, d_feat) fake unseen
+        fu = out[-1]
     if cfg.cycle:
-        R = s.model.decoder
-        logs["g_cycle"] = 0.5 * (losses.reconstruction_loss(R(fs)[0], s.att[yb])
-                                 + losses.reconstruction_loss(R(fu)[0], s.att[ub]))
+        a_hat = s.model.decoder(torch.cat([fs, fu]))[0].split(B)
+        logs["g_cycle"] = 0.5 * (losses.reconstruction_loss(a_hat[0], s.att[yb])
+                                 + losses.reconstruction_loss(a_hat[1], s.att[ub]))
         loss = loss + cfg.cycle_weight * logs["g_cycle"]
     if cfg.fem:
         logs["g_fem"] = fem_loss(s, torch.cat([fs, fu]), torch.cat([yb, ub]), for_generator=True)
@@ -251,34 +297,130 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
     return logs
 
 
-def train(bench: Benchmark, cfg: TrainConfig, device: torch.device, label: str = "train") -> tuple[GenerativeModel, list[dict]]:
-    """Train on ``bench``'s seen classes; return the model and per-epoch mean losses.
+def iteration(s: TrainState) -> dict[str, torch.Tensor]:
+    """One training iteration: critic steps, decoder, FEM, generator. Returns its losses
+    (the last critic step's Wasserstein estimate), as 0-d device tensors."""
+    logs = {}
+    for _ in range(s.cfg.critic_iters):
+        logs.update(critic_step(s))
+    logs.update(decoder_step(s))
+    if s.cfg.fem:
+        logs.update(fem_step(s))
+    logs.update(generator_step(s))
+    return logs
 
-    The caller seeds the RNGs (:func:`bsegn.runtime.seed_everything`) beforehand.
+
+EpochHook = Callable[[int, dict], None]  # on_epoch(epoch, history row), e.g. for timing
+
+
+class _Run:
+    """One seed's training loop: ``step()`` runs one iteration and adds its losses into
+    device-side sums; ``epoch_means()`` reads them once per epoch (the only host sync).
+
+    On CUDA the first ``WARMUP`` iterations run eagerly on the run's own stream (they are
+    real iterations of epoch 1, and CUDA graphs need them to set up Adam's state and the
+    libraries' workspaces), the next is captured as a graph, and every later one replays it.
     """
-    s = setup(bench, cfg, device)
-    iters = math.ceil(len(s.x) / cfg.batch_size)  # an epoch = one pass over the real features
-    history = []
-    progress = Progress(label, cfg.epochs, unit=" epochs")
-    for epoch in range(1, cfg.epochs + 1):
-        sums: dict[str, float] = {}
-        for _ in range(iters):
-            logs = {}
-            for _ in range(cfg.critic_iters):
-                logs.update(critic_step(s))
-            logs.update(decoder_step(s))
-            if cfg.fem:
-                logs.update(fem_step(s))
-            logs.update(generator_step(s))
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) / iters
-        history.append({"epoch": epoch, **{k: round(v, 6) for k, v in sorted(sums.items())}})
-        progress.update(1, info=f"W={sums['wasserstein']:.3f}")
-    progress.close()
+
+    WARMUP = 3
+
+    def __init__(self, state: TrainState, graphs: bool):
+        self.s = state
+        self.sums: dict[str, torch.Tensor] = {}
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.warmup_left = self.WARMUP if graphs else None
+        self.stream = torch.cuda.Stream(state.x.device) if graphs else None
+
+    def _eager(self) -> None:
+        for k, v in iteration(self.s).items():
+            if k not in self.sums:
+                self.sums[k] = torch.zeros((), device=v.device)
+            self.sums[k].add_(v.detach())
+
+    def step(self) -> None:
+        if self.stream is None:
+            self._eager()
+            return
+        with torch.cuda.stream(self.stream):
+            if self.graph is not None:
+                self.graph.replay()
+            elif self.warmup_left > 0:
+                self._eager()
+                self.warmup_left -= 1
+            else:  # capture; the captured iteration runs at its first replay
+                self.graph = torch.cuda.CUDAGraph()
+                self.graph.register_generator_state(self.s.gen)
+                with torch.cuda.graph(self.graph, stream=self.stream):
+                    self._eager()
+                self.graph.replay()
+
+    def epoch_means(self, iters: int) -> dict[str, float]:
+        if self.stream is not None:
+            self.stream.synchronize()
+        means = {k: float(v) / iters for k, v in sorted(self.sums.items())}
+        for v in self.sums.values():
+            v.zero_()
+        return means
+
+
+def _finish(s: TrainState) -> GenerativeModel:
     for net in (s.model.generator, s.model.decoder, s.model.fem):
         if net is not None:
             net.eval()
-    return s.model, history
+    return s.model
+
+
+def _loop(states: list[TrainState], graphs: bool | None, label: str,
+          on_epoch: EpochHook | None) -> list[tuple[GenerativeModel, list[dict]]]:
+    """Train the runs of ``states`` side by side for ``cfg.epochs`` epochs."""
+    first = states[0]
+    device = first.x.device
+    graphs = device.type == "cuda" if graphs is None else graphs
+    if graphs:  # setup ran on the default stream; the runs' own streams must see its results
+        torch.cuda.current_stream(device).synchronize()
+    runs = [_Run(s, graphs) for s in states]
+    iters = math.ceil(len(first.x) / first.cfg.batch_size)  # an epoch = one pass over the real features
+    histories: list[list[dict]] = [[] for _ in states]
+    progress = Progress(label, first.cfg.epochs, unit=" epochs")
+    for epoch in range(1, first.cfg.epochs + 1):
+        for _ in range(iters):
+            for run in runs:
+                run.step()
+        for run, history in zip(runs, histories):
+            history.append({"epoch": epoch, **{k: round(v, 6) for k, v in run.epoch_means(iters).items()}})
+        progress.update(1, info=f"W={histories[0][-1]['wasserstein']:.3f}")
+        if on_epoch is not None:
+            on_epoch(epoch, histories[0][-1])
+    progress.close()
+    return [(_finish(s), h) for s, h in zip(states, histories)]
+
+
+def train(bench: Benchmark, cfg: TrainConfig, device: torch.device, label: str = "train",
+          graphs: bool | None = None, on_epoch: EpochHook | None = None) -> tuple[GenerativeModel, list[dict]]:
+    """Train on ``bench``'s seen classes; return the model and per-epoch mean losses.
+
+    The caller seeds the RNGs (:func:`bsegn.runtime.seed_everything`) beforehand.
+    ``graphs`` (default: on for CUDA) captures and replays each iteration as a CUDA graph.
+    ``on_epoch(epoch, row)`` is called after every epoch with its history row.
+    """
+    return _loop([setup(bench, cfg, device)], graphs, label, on_epoch)[0]
+
+
+def train_many(bench: Benchmark, cfg: TrainConfig, device: torch.device, seeds: list[int],
+               label: str = "train", graphs: bool | None = None,
+               on_epoch: EpochHook | None = None) -> list[tuple[GenerativeModel, list[dict]]]:
+    """One model per seed, trained side by side; ``[(model, history)]`` in the order of ``seeds``.
+
+    Seed ``k``'s run is set up right after ``seed_everything(k)`` and draws from its own
+    random stream, so it is the run :func:`train` gives after ``seed_everything(k)``, whichever
+    seeds train beside it. On CUDA each run replays its graph on its own stream, so the small
+    kernels of several seeds share the GPU. ``on_epoch`` sees the first seed's rows.
+    """
+    states = []
+    for seed in seeds:
+        seed_everything(seed)
+        states.append(setup(bench, cfg, device))
+    return _loop(states, graphs, label, on_epoch)
 
 
 @torch.no_grad()
@@ -288,5 +430,5 @@ def generate(model: GenerativeModel, att: torch.Tensor, classes: torch.Tensor, p
     ``att``: (n_cls, d_att). Returns x: (len(classes) * per_class, d_feat) and y class ids.
     """
     y = classes.repeat_interleave(per_class)
-    z = torch.randn(len(y), model.generator.d_noise, device=att.device)
+    z = torch.randn(len(y), model.generator.d_noise, device=att.device)  # the global stream, seeded by the stage
     return model.generator(z, att[y]), y

@@ -17,7 +17,8 @@ def main() -> None:
     args = cli.stage_args(__doc__, per_seed=True)
     params = cli.load_checked(args.params, args.dataset)
     cfg = stage_config(params, "classify", args.dataset)
-    device = resolve_device(base_config(params).device)
+    base = base_config(params)
+    device = resolve_device(base.device, base.tf32)
     prepared = paths.prepared(args.dataset)
 
     selection = None
@@ -39,6 +40,7 @@ def main() -> None:
     save_json({"dataset": args.dataset, "seed": args.seed, **metrics}, paths.metrics(args.dataset, args.seed))
     save_csv(curve, paths.classify_log(args.dataset, args.seed))
     save_npz(paths.predictions(args.dataset, args.seed), **predictions)
+    cli.save_seconds(paths.seconds(args.dataset, args.seed, "classify"))
     extra = f"  H calibrated {metrics['calibrated']['H']:.1f}" if "calibrated" in metrics else ""
     print(f"classify {args.dataset} seed {args.seed}: wrote {paths.metrics(args.dataset, args.seed)} "
           f"(T1 {metrics['T1']:.1f}  U {metrics['U']:.1f}  S {metrics['S']:.1f}  H {metrics['H']:.1f}{extra})")

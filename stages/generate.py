@@ -14,7 +14,8 @@ def main() -> None:
     args = cli.stage_args(__doc__, per_seed=True)
     params = cli.load_checked(args.params, args.dataset)
     cfg = stage_config(params, "generate", args.dataset)
-    device = resolve_device(base_config(params).device)
+    base = base_config(params)
+    device = resolve_device(base.device, base.tf32)
     seed_everything(args.seed)
     bench = load_prepared(paths.prepared(args.dataset))
     model = GenerativeModel.load(paths.model(args.dataset, args.seed), device)
@@ -22,6 +23,7 @@ def main() -> None:
                     cfg.syn_num)
     out = paths.synthetic_features(args.dataset, args.seed)
     save_npz(out, x=x.cpu().numpy(), y=y.cpu().numpy())
+    cli.save_seconds(paths.seconds(args.dataset, args.seed, "generate"))
     print(f"generate {args.dataset} seed {args.seed}: wrote {out} ({len(y)} features, "
           f"{cfg.syn_num} for each of {len(bench.unseen)} unseen classes)")
 

@@ -12,15 +12,17 @@ def main() -> None:
     args = cli.stage_args(__doc__, per_seed=True)
     params = cli.load_checked(args.params, args.dataset)
     cfg = stage_config(params, "train", args.dataset)
-    device = resolve_device(base_config(params).device)
+    base = base_config(params)
+    device = resolve_device(base.device, base.tf32)
     seed_everything(args.seed)
     bench = load_prepared(paths.prepared(args.dataset))
     model, history = train(bench, cfg, device, label=f"train {args.dataset} seed {args.seed}")
     model.save(paths.model(args.dataset, args.seed))
     save_csv(history, paths.train_log(args.dataset, args.seed))
+    seconds = cli.save_seconds(paths.seconds(args.dataset, args.seed, "train"))
     last = history[-1]
     print(f"train {args.dataset} seed {args.seed}: wrote {paths.model(args.dataset, args.seed)} "
-          f"({cfg.epochs} epochs on {device}, final Wasserstein estimate {last['wasserstein']:.3f})")
+          f"({cfg.epochs} epochs on {device} in {seconds:.1f} s, final Wasserstein estimate {last['wasserstein']:.3f})")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,11 @@ def main() -> None:
     val = load_prepared(paths.prepared(args.dataset), split="val")
     model, x, y = train_on_validation(val, stage_config(params, "train", args.dataset),
                                       stage_config(params, "generate", args.dataset), args.seed,
-                                      resolve_device(base_config(params).device),
+                                      resolve_device(base_config(params).device, base_config(params).tf32),
                                       label=f"train_val {args.dataset} seed {args.seed}")
     model.save(paths.val_model(args.dataset, args.seed))
     save_npz(paths.val_synthetic(args.dataset, args.seed), x=x.cpu().numpy(), y=y.cpu().numpy())
+    cli.save_seconds(paths.seconds(args.dataset, args.seed, "train_val"))
     print(f"train_val {args.dataset} seed {args.seed}: wrote {paths.val_model(args.dataset, args.seed)} and "
           f"{paths.val_synthetic(args.dataset, args.seed)} ({len(val.seen)} train / {len(val.unseen)} validation classes)")
 

@@ -78,7 +78,7 @@ def test_balance_with_one_domain_in_the_batch():
     assert losses.balance_loss(logits, UNSEEN, torch.tensor([False])).item() == pytest.approx(math.log(2), rel=1e-6)
 
 
-def test_gradient_penalty_of_a_linear_critic():
+def test_critic_terms_of_a_linear_critic():
     class Linear(torch.nn.Module):
         def __init__(self, w):
             super().__init__()
@@ -89,8 +89,28 @@ def test_gradient_penalty_of_a_linear_critic():
 
     real, fake, a = torch.randn(8, 3), torch.randn(8, 3), torch.zeros(8, 1)
     unit = torch.tensor([0.6, 0.8, 0.0])
-    assert losses.gradient_penalty(Linear(unit), real, fake, a).item() == pytest.approx(0.0, abs=1e-10)
-    assert losses.gradient_penalty(Linear(2 * unit), real, fake, a).item() == pytest.approx(1.0, rel=1e-6)
+    wdist, gp = losses.wgan_critic_terms(Linear(unit), real, fake, a)
+    assert gp.item() == pytest.approx(0.0, abs=1e-10)
+    assert wdist.item() == pytest.approx(((real - fake) @ unit).mean().item(), rel=1e-5)
+    assert losses.wgan_critic_terms(Linear(2 * unit), real, fake, a)[1].item() == pytest.approx(1.0, rel=1e-6)
+
+
+def test_critic_terms_in_one_pass_equal_separate_passes():
+    """Real, fake and interpolates batched through the critic give what three passes give."""
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.LeakyReLU(0.2), torch.nn.Linear(7, 1))
+
+    def D(x, a):
+        return critic(torch.cat([x, a], 1)).squeeze(1)
+
+    real, fake, a = torch.randn(6, 3), torch.randn(6, 3), torch.randn(6, 2)
+    gen = torch.Generator().manual_seed(1)
+    wdist, gp = losses.wgan_critic_terms(D, real, fake, a, gen)
+    alpha = torch.rand(6, 1, generator=torch.Generator().manual_seed(1))
+    x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    grad, = torch.autograd.grad(D(x_hat, a).sum(), x_hat)
+    assert wdist.item() == pytest.approx((D(real, a).mean() - D(fake, a).mean()).item(), rel=1e-6)
+    assert gp.item() == pytest.approx(((grad.norm(dim=1) - 1) ** 2).mean().item(), rel=1e-6)
 
 
 def test_kl_and_reconstruction():

@@ -1,0 +1,113 @@
+"""The straightforward training loop that :mod:`bsegn.trainer`'s fast path replaced.
+
+Kept, frozen, for two uses: :mod:`bsegn.bench` times it beside the fast trainer in the same
+run (the ratio the speed target is stated in), and ``tests/test_fast_trainer.py`` checks that
+both compute the same losses. It is the loop as it was: every network call its own pass
+(real, fake and interpolated features through the critic one after another; seen and unseen
+fakes from separate generator calls), PyTorch's default Adam, and every loss read back to
+the host after every iteration. It shares the networks, the loss functions and the random
+draws (same order, same per-run generator) with the fast trainer, so on the CPU the two give
+the same losses to float tolerance. Do not use it for real runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F_
+
+from . import losses
+from .config import TrainConfig
+from .data import Benchmark
+from .trainer import EpochHook, GenerativeModel, TrainState, _finish, _step, fem_loss, setup
+
+
+def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
+    xb, yb = s.batch()
+    a = s.att[yb]
+    fb = s.fake(yb).detach()
+    wdist = s.D(xb, a).mean() - s.D(fb, a).mean()
+    alpha = torch.rand(xb.shape[0], 1, device=xb.device, generator=s.gen)
+    x_hat = (alpha * xb + (1 - alpha) * fb).requires_grad_(True)
+    grad, = torch.autograd.grad(s.D(x_hat, a).sum(), x_hat, create_graph=True)
+    gp = ((grad.norm(2, dim=1) - 1) ** 2).mean()
+    _step(s.opt_d, -wdist + s.cfg.gp_weight * gp)
+    return {"wasserstein": wdist}
+
+
+def decoder_step(s: TrainState) -> dict[str, torch.Tensor]:
+    xb, yb = s.batch()
+    if s.cfg.decoder_fakes:
+        ub = s.unseen_batch()
+        with torch.no_grad():
+            xb, yb = torch.cat([xb, s.fake(ub)]), torch.cat([yb, ub])
+    loss = losses.reconstruction_loss(s.model.decoder(xb)[0], s.att[yb])
+    _step(s.opt_r, loss)
+    return {"decoder": loss}
+
+
+def fem_step(s: TrainState) -> dict[str, torch.Tensor]:
+    xb, yb = s.batch()
+    ub = s.unseen_batch()
+    with torch.no_grad():
+        feats, labels = [xb, s.fake(ub)], [yb, ub]
+        if s.cfg.fem_fake_seen:
+            feats.append(s.fake(yb))
+            labels.append(yb)
+    loss = fem_loss(s, torch.cat(feats), torch.cat(labels), for_generator=False)
+    _step(s.opt_f, loss)
+    return {"fem": loss}
+
+
+def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
+    cfg, G = s.cfg, s.model.generator
+    xb, yb = s.batch()
+    fs = s.fake(yb)
+    loss = -s.D(fs, s.att[yb]).mean()
+    logs = {"g_adv": loss}
+    if s.E is not None:
+        mu, logvar = s.E(xb, s.att[yb])
+        z = mu + s.noise(*mu.shape) * (0.5 * logvar).exp()
+        logs["vae"] = losses.reconstruction_loss(G(z, s.att[yb]), xb) + losses.kl_divergence(mu, logvar)
+        loss = loss + cfg.vae_weight * logs["vae"]
+    if s.clf is not None:
+        logs["g_cls"] = F_.cross_entropy(s.clf(fs), s.seen_index[yb])
+        loss = loss + cfg.cls_weight * logs["g_cls"]
+    if cfg.cycle or cfg.fem:
+        ub = s.unseen_batch()
+        fu = s.fake(ub)
+    if cfg.cycle:
+        R = s.model.decoder
+        logs["g_cycle"] = 0.5 * (losses.reconstruction_loss(R(fs)[0], s.att[yb])
+                                 + losses.reconstruction_loss(R(fu)[0], s.att[ub]))
+        loss = loss + cfg.cycle_weight * logs["g_cycle"]
+    if cfg.fem:
+        logs["g_fem"] = fem_loss(s, torch.cat([fs, fu]), torch.cat([yb, ub]), for_generator=True)
+        loss = loss + cfg.fem_weight * logs["g_fem"]
+    _step(s.opt_g, loss)
+    return logs
+
+
+def reference_train(bench: Benchmark, cfg: TrainConfig, device: torch.device,
+                    on_epoch: EpochHook | None = None) -> tuple[GenerativeModel, list[dict]]:
+    """:func:`bsegn.trainer.train`, the slow way; the caller seeds the RNGs beforehand."""
+    s = setup(bench, cfg, device, fast=False)
+    iters = math.ceil(len(s.x) / cfg.batch_size)
+    history = []
+    for epoch in range(1, cfg.epochs + 1):
+        sums: dict[str, float] = {}
+        for _ in range(iters):
+            logs = {}
+            for _ in range(cfg.critic_iters):
+                logs.update(critic_step(s))
+            logs.update(decoder_step(s))
+            if cfg.fem:
+                logs.update(fem_step(s))
+            logs.update(generator_step(s))
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+        history.append({"epoch": epoch, **{k: round(v / iters, 6) for k, v in sorted(sums.items())}})
+        if on_epoch is not None:
+            on_epoch(epoch, history[-1])
+    return _finish(s), history
