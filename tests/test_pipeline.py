@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DVC = [sys.executable, "-m", "dvc"]
 
 TINY = {
-    "base": {"datasets": ["TINY"], "seeds": [0, 1], "device": "cpu"},
+    "base": {"datasets": ["TINY"], "seeds": [0, 1], "device": "cpu", "tf32": True},
     "download": {"cache_dir": ".cache/downloads", "sources": {"TINY": {"kind": "synthetic", "synthetic": {
         "seed": 1, "n_seen": 8, "n_unseen": 4, "n_val": 2, "per_class": 20, "d_att": 6, "d_latent": 4,
         "d_feat": 16, "n_groups": 3}}}},
@@ -109,6 +109,9 @@ def test_metrics_are_listed_by_dvc(project):
     shown = json.loads(sh(DVC + ["metrics", "show", "--json"], project).stdout)
     data = shown[""]["data"]["reports/metrics.json"]["data"]
     assert set(data["TINY"]) >= {"T1", "U", "S", "H"}
+    for stage in ("train", "train_val", "generate", "classify"):  # each stage's wall time
+        seconds = shown[""]["data"][f"runs/TINY/seed1/{stage}_seconds.json"]["data"]["seconds"]
+        assert 0 < seconds < 600, stage
 
 
 def test_plots_page_renders_offline(project, tmp_path):
