@@ -5,7 +5,8 @@ run (the ratio the speed target is stated in), and ``tests/test_fast_trainer.py`
 both compute the same losses. It is the loop as it was: every network call its own pass
 (real, fake and interpolated features through the critic one after another; seen and unseen
 fakes from separate generator calls), PyTorch's default Adam, and every loss read back to
-the host after every iteration. It shares the networks, the loss functions and the random
+the host after every iteration. The decoder step never changed and is shared (it is
+imported from the trainer), as are the networks, the loss functions and the random
 draws (same order, same per-run generator) with the fast trainer, so on the CPU the two give
 the same losses to float tolerance. Do not use it for real runs.
 """
@@ -20,7 +21,7 @@ import torch.nn.functional as F_
 from . import losses
 from .config import TrainConfig
 from .data import Benchmark
-from .trainer import EpochHook, GenerativeModel, TrainState, _finish, _step, fem_loss, setup
+from .trainer import EpochHook, GenerativeModel, TrainState, _finish, _step, decoder_step, fem_loss, setup
 
 
 def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
@@ -34,17 +35,6 @@ def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
     gp = ((grad.norm(2, dim=1) - 1) ** 2).mean()
     _step(s.opt_d, -wdist + s.cfg.gp_weight * gp)
     return {"wasserstein": wdist}
-
-
-def decoder_step(s: TrainState) -> dict[str, torch.Tensor]:
-    xb, yb = s.batch()
-    if s.cfg.decoder_fakes:
-        ub = s.unseen_batch()
-        with torch.no_grad():
-            xb, yb = torch.cat([xb, s.fake(ub)]), torch.cat([yb, ub])
-    loss = losses.reconstruction_loss(s.model.decoder(xb)[0], s.att[yb])
-    _step(s.opt_r, loss)
-    return {"decoder": loss}
 
 
 def fem_step(s: TrainState) -> dict[str, torch.Tensor]:
