@@ -244,6 +244,9 @@ def base_config(params: dict) -> BaseConfig:
         raise ConfigError("base.datasets: must list at least one dataset")
     if not cfg.seeds:
         raise ConfigError("base.seeds: must list at least one seed")
+    repeated = sorted({s for s in cfg.seeds if cfg.seeds.count(s) > 1})
+    if repeated:  # the same seed twice is the same run twice, reported as if independent
+        raise ConfigError(f"base.seeds: seed(s) {repeated} listed more than once; list each seed once")
     sources = _section(params, "download").get("sources", {}) or {}
     for name in cfg.datasets:
         if name not in sources:

@@ -38,17 +38,19 @@ def collect(datasets: list[str], seeds: list[int]) -> pd.DataFrame:
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean and (sample) std over seeds per dataset; std is 0 for a single seed."""
+    """Mean and (sample) std over seeds per dataset; std is empty (NaN) for a single seed,
+    which has no spread to report."""
     value_cols = [c for c in results.columns if c not in ("dataset", "seed")]
     grouped = results.groupby("dataset", sort=False)[value_cols]
-    mean, std = grouped.mean(), grouped.std(ddof=1).fillna(0.0)
+    mean, std = grouped.mean(), grouped.std(ddof=1)
     out = pd.concat([mean.add_suffix("_mean"), std.add_suffix("_std")], axis=1)
     out.insert(0, "n_seeds", results.groupby("dataset", sort=False).size())
     return out.reset_index()
 
 
 def _pm(r, key: str) -> str:
-    return f"{r[f'{key}_mean']:.1f} ± {r[f'{key}_std']:.1f}"
+    std = r[f"{key}_std"]
+    return f"{r[f'{key}_mean']:.1f} ± " + ("n/a" if pd.isna(std) else f"{std:.1f}")
 
 
 def markdown(summary: pd.DataFrame, published: pd.DataFrame | None = None) -> str:

@@ -31,6 +31,7 @@ import torch.nn.functional as F_
 from . import losses
 from .config import TrainConfig
 from .data import Benchmark
+from .errors import PipelineError
 from .io import atomic_path
 from .nets import FEM, Critic, Encoder, Generator, SemanticDecoder, SoftmaxClassifier, cosine_logits
 from .progress import Progress
@@ -313,6 +314,28 @@ def iteration(s: TrainState) -> dict[str, torch.Tensor]:
 EpochHook = Callable[[int, dict], None]  # on_epoch(epoch, history row), e.g. for timing
 
 
+class TrainingDiverged(PipelineError):
+    """A loss became non-finite or absurdly large: the run is stopped instead of saved."""
+
+
+DIVERGED = 1e8  # an epoch-mean loss beyond this is a run gone wrong (normal losses are < 1e3)
+# where to look when a loss term blows up: the train params that drive it
+LOSS_PARAMS = {"wasserstein": "lr, gp_weight, critic_iters", "g_adv": "lr", "vae": "vae_weight, lr",
+               "g_cls": "cls_weight", "g_cycle": "cycle_weight, decoder_lr", "g_fem": "fem_weight, fem_lr",
+               "fem": "fem_lr, fem_temperature, balance_weight", "decoder": "decoder_lr"}
+
+
+def check_finite(row: dict, label: str) -> None:
+    """Stop with a clear error if an epoch's mean loss is non-finite or beyond ``DIVERGED``.
+
+    Runs once per epoch on the already-read means, so it costs no extra host sync."""
+    for term, value in row.items():
+        if term != "epoch" and not (math.isfinite(value) and abs(value) <= DIVERGED):
+            raise TrainingDiverged(
+                f"{label}: training diverged at epoch {row['epoch']}: loss '{term}' is {value:g}; "
+                f"look at the train params {LOSS_PARAMS.get(term, 'lr')} (dvc exp run -S train.<DATASET>.lr=...)")
+
+
 class _Run:
     """One seed's training loop: ``step()`` runs one iteration and adds its losses into
     device-side sums; ``epoch_means()`` reads them once per epoch (the only host sync).
@@ -386,8 +409,9 @@ def _loop(states: list[TrainState], graphs: bool | None, label: str,
         for _ in range(iters):
             for run in runs:
                 run.step()
-        for run, history in zip(runs, histories):
+        for i, (run, history) in enumerate(zip(runs, histories)):
             history.append({"epoch": epoch, **{k: round(v, 6) for k, v in run.epoch_means(iters).items()}})
+            check_finite(history[-1], label if len(runs) == 1 else f"{label}, run {i + 1} of {len(runs)}")
         progress.update(1, info=f"W={histories[0][-1]['wasserstein']:.3f}")
         if on_epoch is not None:
             on_epoch(epoch, histories[0][-1])

@@ -174,3 +174,10 @@ def test_override_block_for_unknown_dataset_is_an_error(real_params):
 
 def test_nan_is_rejected(real_params):
     assert "train.common.lr" in config_error(with_value(real_params, "train.common.lr", float("nan")))
+
+
+def test_duplicate_seeds_are_rejected():
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    params["base"]["seeds"] = [0, 1, 0]
+    with pytest.raises(ConfigError, match=r"base.seeds: seed\(s\) \[0\] listed more than once"):
+        validate_all(params)

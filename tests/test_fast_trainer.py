@@ -99,3 +99,19 @@ def test_cuda_seeds_side_by_side_match_alone(bench):
     for seed, (_, history) in zip([1, 2, 3], together):
         seed_everything(seed)
         assert_histories_close(history, trainer.train(bench, FULL, gpu)[1], rel=1e-3)
+
+
+def test_a_diverging_run_stops_with_the_epoch_term_and_params_named(bench):
+    seed_everything(0)
+    with pytest.raises(trainer.TrainingDiverged) as err:
+        trainer.train(bench, dataclasses.replace(FULL, lr=1e6, epochs=5), CPU, label="train TINY seed 0")
+    msg = str(err.value)
+    assert msg.startswith("train TINY seed 0: training diverged at epoch ")
+    assert "loss '" in msg and "look at the train params" in msg and "lr" in msg
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -2e8])
+def test_check_finite_names_the_bad_term(value):
+    with pytest.raises(trainer.TrainingDiverged, match=r"epoch 3: loss 'g_cycle' is .*cycle_weight"):
+        trainer.check_finite({"epoch": 3, "g_adv": 0.5, "g_cycle": value}, "train X seed 1")
+    trainer.check_finite({"epoch": 3, "g_adv": -50.0, "g_cycle": 1.0}, "fine")

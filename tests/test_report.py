@@ -1,0 +1,27 @@
+"""Summaries: the spread over seeds, and none claimed for a single seed."""
+
+import math
+
+import pandas as pd
+
+from bsegn.report import markdown, summarise
+
+
+def results(seeds):
+    rows = [{"dataset": "SYN", "seed": s, "T1": 50.0 + s, "U": 40.0, "S": 80.0 + s, "H": 53.0} for s in seeds]
+    for row in rows:
+        row.update({f"{k}_test_selected": row[k] + 1 for k in ("T1", "U", "S", "H")})
+    return pd.DataFrame(rows)
+
+
+def test_one_seed_has_no_spread():
+    summary = summarise(results([0]))
+    assert math.isnan(summary.loc[0, "H_std"]) and summary.loc[0, "n_seeds"] == 1
+    md = markdown(summary)
+    assert "50.0 ± n/a" in md and "± 0.0" not in md
+
+
+def test_several_seeds_give_the_sample_std():
+    summary = summarise(results([0, 2]))
+    assert summary.loc[0, "T1_mean"] == 51.0 and round(summary.loc[0, "T1_std"], 4) == round(2 ** 0.5, 4)
+    assert "51.0 ± 1.4" in markdown(summary)
