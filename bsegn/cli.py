@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
+import os
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-from .config import base_config, dataset_source, load_params
+from .config import dataset_source, load_params, validate_all
 from .errors import PipelineError
 from .io import save_json
 
@@ -27,19 +30,57 @@ def stage_args(description: str, per_seed: bool) -> argparse.Namespace:
 
 
 def load_checked(path: str, dataset: str) -> dict:
-    """The params, with ``base`` validated and ``dataset`` known."""
+    """The params, every section validated for every listed dataset, and ``dataset`` known.
+
+    The whole file is checked by every stage, so under ``dvc repro`` a typo in, say,
+    ``classify.common`` stops the very first stage (download) within seconds, not the
+    classify stage after hours of training.
+    """
     params = load_params(path)
-    base_config(params)
     dataset_source(params, dataset)  # raises, naming the known datasets, if it has no source
+    validate_all(params)
     return params
 
 
+class _ParentGone(BaseException):
+    """SIGTERM, sent by the kernel when the process that started this stage (dvc) has died."""
+
+
+def _stop_when_parent_dies() -> bool:
+    """Linux: ask for SIGTERM when our parent dies and turn it into a clean stop, so a stage
+    whose ``dvc`` was killed does not go on and write its outputs later as an orphan.
+    Returns False if the parent died before the request took effect."""
+    def stop(signum, frame):
+        raise _ParentGone()
+    signal.signal(signal.SIGTERM, stop)
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    return os.getppid() == parent
+
+
 def run(main: Callable[[], None]) -> None:
-    """Run a stage; expected failures print one clear line and exit 2, not a traceback."""
+    """Run a stage; expected failures print one clear line and exit 2 (130 when interrupted,
+    143 when stopped by SIGTERM), never a traceback, leaving previous outputs as they were."""
+    parent_alive = _stop_when_parent_dies()
     try:
+        if not parent_alive:
+            raise _ParentGone()
         main()
+    except _ParentGone:
+        print("error: stopped by SIGTERM (the dvc process that started this stage has ended?); "
+              "nothing was written", file=sys.stderr)
+        sys.exit(143)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:  # outputs are written atomically: the previous ones are intact
+        print("error: interrupted; nothing was written, previous outputs are unchanged", file=sys.stderr)
+        sys.exit(130)
+    except OSError as exc:  # permissions, a full disk, a file where a folder belongs, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -123,6 +123,7 @@ class TrainConfig:
     fem_hidden: int = field(default=1024, metadata=_rng(lo=1))
     balance_weight: float = field(default=1.0, metadata=_rng(lo=0.0))
     fem_weight: float = field(default=0.1, metadata=_rng(lo=0.0))  # FEM loss on the generator
+    checkpoint_every: int = field(default=0, metadata=_rng(lo=0))  # epochs between checkpoints; 0 = none
 
 
 @dataclass(frozen=True)
@@ -319,10 +320,13 @@ def stage_config(params: dict, section: str, dataset: str):
 
 
 def validate_all(params: dict) -> None:
-    """Parse every section for every listed dataset; raises ConfigError on the first problem."""
+    """Parse every section for every listed dataset, and check the rules that join sections;
+    raises ConfigError on the first problem."""
     base = base_config(params)
     download_config(params)
     prepare_config(params)
     for name in base.datasets:
-        for section in PER_DATASET_SECTIONS:
-            stage_config(params, section, name)
+        cfg = {section: stage_config(params, section, name) for section in PER_DATASET_SECTIONS}
+        if "fem" in cfg["classify"].mfim_levels and not cfg["train"].fem:
+            raise ConfigError(f"classify.{name}.mfim_levels includes 'fem' but train.{name}.fem is false: "
+                              "turn the FEM on or drop the level")

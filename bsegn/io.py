@@ -18,6 +18,18 @@ from typing import Iterator
 import numpy as np
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _user_mode(path: Path, is_dir: bool) -> None:
+    """Give ``path`` the mode an ordinary ``open``/``mkdir`` would: tempfile makes private
+    (0600 / 0700) files and folders, which teammates sharing a folder or cache cannot read."""
+    path.chmod((0o777 if is_dir else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` on success."""
@@ -28,6 +40,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        _user_mode(tmp, is_dir=False)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -42,6 +55,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        _user_mode(tmp, is_dir=True)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -55,3 +55,8 @@ def predictions(dataset: str, seed: int) -> Path:
 
 def seconds(dataset: str, seed: int, stage: str) -> Path:
     return run_dir(dataset, seed) / f"{stage}_seconds.json"  # the stage's wall time, a DVC metric
+
+
+def checkpoint(dataset: str, seed: int, stage: str) -> Path:
+    # outside every DVC output: a resumable training state, deleted when the stage completes
+    return Path(".cache/checkpoints") / dataset / f"seed{seed}" / f"{stage}.pt"

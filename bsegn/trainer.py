@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F_
 
-from . import losses
+from . import checkpoint, losses
 from .config import TrainConfig
 from .data import Benchmark
 from .errors import PipelineError
@@ -393,19 +393,28 @@ def _finish(s: TrainState) -> GenerativeModel:
     return s.model
 
 
-def _loop(states: list[TrainState], graphs: bool | None, label: str,
-          on_epoch: EpochHook | None) -> list[tuple[GenerativeModel, list[dict]]]:
-    """Train the runs of ``states`` side by side for ``cfg.epochs`` epochs."""
+def _loop(states: list[TrainState], graphs: bool | None, label: str, on_epoch: EpochHook | None,
+          checkpoint_path: Path | None = None) -> list[tuple[GenerativeModel, list[dict]]]:
+    """Train the runs of ``states`` side by side for ``cfg.epochs`` epochs.
+
+    ``checkpoint_path`` (one run only): resume from it if it holds this run, and write it
+    every ``cfg.checkpoint_every`` epochs.
+    """
     first = states[0]
-    device = first.x.device
+    cfg, device = first.cfg, first.x.device
+    histories: list[list[dict]] = [[] for _ in states]
+    if checkpoint_path is not None:
+        assert len(states) == 1, "checkpoints are for single runs"
+        histories[0] = checkpoint.restore(checkpoint_path, first, label)
+    done = len(histories[0])
     graphs = device.type == "cuda" if graphs is None else graphs
     if graphs:  # setup ran on the default stream; the runs' own streams must see its results
         torch.cuda.current_stream(device).synchronize()
     runs = [_Run(s, graphs) for s in states]
-    iters = math.ceil(len(first.x) / first.cfg.batch_size)  # an epoch = one pass over the real features
-    histories: list[list[dict]] = [[] for _ in states]
-    progress = Progress(label, first.cfg.epochs, unit=" epochs")
-    for epoch in range(1, first.cfg.epochs + 1):
+    iters = math.ceil(len(first.x) / cfg.batch_size)  # an epoch = one pass over the real features
+    progress = Progress(label, cfg.epochs, unit=" epochs")
+    progress.update(done)
+    for epoch in range(done + 1, cfg.epochs + 1):
         for _ in range(iters):
             for run in runs:
                 run.step()
@@ -415,19 +424,24 @@ def _loop(states: list[TrainState], graphs: bool | None, label: str,
         progress.update(1, info=f"W={histories[0][-1]['wasserstein']:.3f}")
         if on_epoch is not None:
             on_epoch(epoch, histories[0][-1])
+        if checkpoint_path is not None and cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0 \
+                and epoch < cfg.epochs:
+            checkpoint.save(checkpoint_path, first, histories[0])
     progress.close()
     return [(_finish(s), h) for s, h in zip(states, histories)]
 
 
 def train(bench: Benchmark, cfg: TrainConfig, device: torch.device, label: str = "train",
-          graphs: bool | None = None, on_epoch: EpochHook | None = None) -> tuple[GenerativeModel, list[dict]]:
+          graphs: bool | None = None, on_epoch: EpochHook | None = None,
+          checkpoint_path: Path | None = None) -> tuple[GenerativeModel, list[dict]]:
     """Train on ``bench``'s seen classes; return the model and per-epoch mean losses.
 
     The caller seeds the RNGs (:func:`bsegn.runtime.seed_everything`) beforehand.
     ``graphs`` (default: on for CUDA) captures and replays each iteration as a CUDA graph.
     ``on_epoch(epoch, row)`` is called after every epoch with its history row.
+    ``checkpoint_path``: resume from / write checkpoints there (:mod:`bsegn.checkpoint`).
     """
-    return _loop([setup(bench, cfg, device)], graphs, label, on_epoch)[0]
+    return _loop([setup(bench, cfg, device)], graphs, label, on_epoch, checkpoint_path)[0]
 
 
 def train_many(bench: Benchmark, cfg: TrainConfig, device: torch.device, seeds: list[int],

@@ -11,6 +11,8 @@ counts (``classify.select_epochs: val``) and the calibrated-stacking constant
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from .config import GenerateConfig, TrainConfig
@@ -20,10 +22,11 @@ from .trainer import GenerativeModel, generate, train
 
 
 def train_on_validation(val: Benchmark, train_cfg: TrainConfig, gen_cfg: GenerateConfig, seed: int,
-                        device: torch.device, label: str = "train_val") -> tuple[GenerativeModel, torch.Tensor, torch.Tensor]:
+                        device: torch.device, label: str = "train_val",
+                        checkpoint_path: Path | None = None) -> tuple[GenerativeModel, torch.Tensor, torch.Tensor]:
     """The generator trained on the validation split and its features for the validation classes."""
     seed_everything(seed)
-    model, _ = train(val, train_cfg, device, label=label)
+    model, _ = train(val, train_cfg, device, label=label, checkpoint_path=checkpoint_path)
     seed_everything(seed)
     x, y = generate(model, torch.as_tensor(val.att, device=device), torch.as_tensor(val.unseen, device=device),
                     gen_cfg.syn_num)

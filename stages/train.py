@@ -16,10 +16,12 @@ def main() -> None:
     device = resolve_device(base.device, base.tf32)
     seed_everything(args.seed)
     bench = load_prepared(paths.prepared(args.dataset))
-    model, history = train(bench, cfg, device, label=f"train {args.dataset} seed {args.seed}")
+    ckpt = paths.checkpoint(args.dataset, args.seed, "train")
+    model, history = train(bench, cfg, device, label=f"train {args.dataset} seed {args.seed}", checkpoint_path=ckpt)
     model.save(paths.model(args.dataset, args.seed))
     save_csv(history, paths.train_log(args.dataset, args.seed))
     seconds = cli.save_seconds(paths.seconds(args.dataset, args.seed, "train"))
+    ckpt.unlink(missing_ok=True)  # outputs are written: the resumable state is no longer needed
     last = history[-1]
     print(f"train {args.dataset} seed {args.seed}: wrote {paths.model(args.dataset, args.seed)} "
           f"({cfg.epochs} epochs on {device} in {seconds:.1f} s, final Wasserstein estimate {last['wasserstein']:.3f})")

@@ -13,13 +13,15 @@ def main() -> None:
     args = cli.stage_args(__doc__, per_seed=True)
     params = cli.load_checked(args.params, args.dataset)
     val = load_prepared(paths.prepared(args.dataset), split="val")
+    ckpt = paths.checkpoint(args.dataset, args.seed, "train_val")
     model, x, y = train_on_validation(val, stage_config(params, "train", args.dataset),
                                       stage_config(params, "generate", args.dataset), args.seed,
                                       resolve_device(base_config(params).device, base_config(params).tf32),
-                                      label=f"train_val {args.dataset} seed {args.seed}")
+                                      label=f"train_val {args.dataset} seed {args.seed}", checkpoint_path=ckpt)
     model.save(paths.val_model(args.dataset, args.seed))
     save_npz(paths.val_synthetic(args.dataset, args.seed), x=x.cpu().numpy(), y=y.cpu().numpy())
     cli.save_seconds(paths.seconds(args.dataset, args.seed, "train_val"))
+    ckpt.unlink(missing_ok=True)  # outputs are written: the resumable state is no longer needed
     print(f"train_val {args.dataset} seed {args.seed}: wrote {paths.val_model(args.dataset, args.seed)} and "
           f"{paths.val_synthetic(args.dataset, args.seed)} ({len(val.seen)} train / {len(val.unseen)} validation classes)")
 

@@ -181,3 +181,10 @@ def test_duplicate_seeds_are_rejected():
     params["base"]["seeds"] = [0, 1, 0]
     with pytest.raises(ConfigError, match=r"base.seeds: seed\(s\) \[0\] listed more than once"):
         validate_all(params)
+
+
+def test_fem_level_without_a_trained_fem_fails_before_any_stage_runs():
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    params["train"]["common"]["fem"] = False
+    with pytest.raises(ConfigError, match=r"classify.SYN.mfim_levels includes 'fem' but train.SYN.fem is false"):
+        validate_all(params)

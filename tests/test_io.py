@@ -83,3 +83,21 @@ def test_save_npz_writes_exactly_the_given_name(tmp_path, name):
     assert loaded.keys() == arrays.keys()
     for key, value in arrays.items():
         assert loaded[key].dtype == value.dtype and np.array_equal(loaded[key], value)
+
+
+def test_outputs_follow_the_users_umask(tmp_path):
+    import os
+
+    from bsegn.io import atomic_dir, save_json
+    old = os.umask(0o022)
+    try:
+        save_json({"a": 1}, tmp_path / "f.json")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "x").write_text("x")
+        os.umask(0o077)
+        save_json({"a": 1}, tmp_path / "private.json")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600

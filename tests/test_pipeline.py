@@ -200,6 +200,12 @@ def test_bad_param_fails_with_the_key_named(project):
         assert "Traceback" not in res.stderr
         res = sh([sys.executable, "stages/prepare.py", "--dataset", "NOPE"], project, check=False)
         assert res.returncode == 2 and "unknown dataset 'NOPE'" in res.stderr
+        # a classify typo stops the first stage, before any training
+        params = yaml.safe_load(yaml.safe_dump(TINY))
+        params["classify"]["common"]["epocs"] = 3
+        write_params(project, params)
+        res = sh([sys.executable, "stages/download.py", "--dataset", "TINY"], project, check=False)
+        assert res.returncode == 2 and "classify.common.epocs: unknown key" in res.stderr
     finally:
         write_params(project, TINY)
 
@@ -221,5 +227,63 @@ def test_killed_stage_leaves_no_output(project, tmp_path):
         proc.wait()
         assert model.read_bytes() == before
         assert not list(model.parent.glob(".*.tmp")), "temporary file left behind"
+    finally:
+        write_params(project, TINY)
+
+
+def test_killed_training_resumes_from_its_checkpoint_and_ends_the_same(project):
+    """SIGKILL after a checkpoint, restart with the same params: the same model, byte for byte,
+    as a run that was never interrupted; the checkpoint is gone once the stage completes."""
+    params = yaml.safe_load(yaml.safe_dump(TINY))
+    params["train"]["common"].update(epochs=600, checkpoint_every=100)
+    write_params(project, params)
+    model, log = project / "runs/TINY/seed0/model.pt", project / "runs/TINY/seed0/train_log.csv"
+    ckpt = project / ".cache/checkpoints/TINY/seed0/train.pt"
+    cmd = [sys.executable, "stages/train.py", "--dataset", "TINY", "--seed", "0"]
+    env = {**os.environ, "PYTHONPATH": str(project)}
+    try:
+        sh(cmd, project)
+        uninterrupted = model.read_bytes(), log.read_text()
+        assert not ckpt.exists()
+        proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "training finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert ckpt.exists()
+        res = sh(cmd, project)
+        assert "resuming after epoch" in res.stderr
+        assert (model.read_bytes(), log.read_text()) == uninterrupted
+        assert not ckpt.exists()
+    finally:
+        write_params(project, TINY)
+        sh(DVC + ["repro"], project)
+
+
+def test_stage_stops_when_its_parent_dies(project):
+    params = yaml.safe_load(yaml.safe_dump(TINY))
+    params["train"]["common"]["epochs"] = 100_000
+    write_params(project, params)
+    model = project / "runs/TINY/seed0/model.pt"
+    before = model.read_bytes()
+    parent_code = ("import subprocess, sys; p = subprocess.Popen([sys.executable, 'stages/train.py', '--dataset', 'TINY', "
+                   "'--seed', '0'], stderr=subprocess.DEVNULL); print(p.pid, flush=True); p.wait()")
+    try:
+        parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=project, stdout=subprocess.PIPE, text=True,
+                                  env={**os.environ, "PYTHONPATH": str(project)})
+        child = int(parent.stdout.readline())
+        time.sleep(5)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.time() + 20
+        while time.time() < deadline and Path(f"/proc/{child}").exists() and \
+                Path(f"/proc/{child}/stat").read_text().split()[2] != "Z":
+            time.sleep(0.1)
+        assert not Path(f"/proc/{child}").exists() or Path(f"/proc/{child}/stat").read_text().split()[2] == "Z", \
+            "the stage outlived its parent"
+        assert model.read_bytes() == before
+        assert not list(model.parent.glob(".*.tmp"))
     finally:
         write_params(project, TINY)

@@ -1,0 +1,59 @@
+"""Training checkpoints: a killed ``train`` or ``train_val`` stage resumes where it stopped.
+
+Every ``train.checkpoint_every`` epochs the whole training state (networks, optimisers, the
+run's random stream, the per-epoch history) is written atomically to ``.cache/checkpoints/``,
+outside the DVC outputs; the stage deletes it once its outputs are written. A restarted run
+with the same params and data picks it up and, on the CPU, ends exactly as an uninterrupted
+run would. A checkpoint from other params or data is ignored (and overwritten).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+
+from .io import atomic_path
+
+IGNORED_KEYS = ("checkpoint_every", "epochs")  # may change between the kill and the restart
+
+
+def _parts(s) -> dict:
+    """Everything of a :class:`bsegn.trainer.TrainState` that training changes."""
+    parts = {"generator": s.model.generator, "decoder": s.model.decoder, "fem": s.model.fem, "critic": s.D,
+             "encoder": s.E, "seen_classifier": s.clf, "opt_g": s.opt_g, "opt_d": s.opt_d, "opt_r": s.opt_r,
+             "opt_f": s.opt_f}
+    return {k: v for k, v in parts.items() if v is not None}
+
+
+def _identity(s) -> dict:
+    """What must match for a checkpoint to belong to this run: params and data."""
+    cfg = {k: v for k, v in dataclasses.asdict(s.cfg).items() if k not in IGNORED_KEYS}
+    data = [len(s.x), s.x.shape[1], round(float(s.x.double().sum()), 3), round(float(s.att.double().sum()), 6)]
+    return {"cfg": cfg, "data": data}
+
+
+def save(path: Path, s, history: list[dict]) -> None:
+    payload = {"identity": _identity(s), "history": history, "random": s.gen.get_state(),
+               **{k: v.state_dict() for k, v in _parts(s).items()}}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            torch.save(payload, fh)
+
+
+def restore(path: Path, s, label: str) -> list[dict]:
+    """Load ``path`` into state ``s`` if it belongs to this run; return the epochs done (history)."""
+    if not path.exists():
+        return []
+    payload = torch.load(path, map_location=s.x.device, weights_only=True)
+    if payload["identity"] != _identity(s):
+        print(f"{label}: ignoring checkpoint {path} (other params or data)", file=sys.stderr)
+        return []
+    for name, part in _parts(s).items():
+        part.load_state_dict(payload[name])
+    s.gen.set_state(payload["random"].cpu())
+    history = payload["history"]
+    print(f"{label}: resuming after epoch {len(history)} from {path}", file=sys.stderr)
+    return history
