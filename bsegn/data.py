@@ -90,12 +90,24 @@ def _key(mat: dict, key: str, path: Path) -> np.ndarray:
     return np.asarray(mat[key])
 
 
+def _real(v: np.ndarray) -> bool:
+    """Real numbers (integer or floating point): not bool, complex, strings or objects."""
+    return np.issubdtype(v.dtype, np.integer) or np.issubdtype(v.dtype, np.floating)
+
+
+def _integers(v: np.ndarray) -> bool:
+    if not _real(v):
+        return False
+    with np.errstate(invalid="ignore"):  # NaN and inf are simply not integers
+        return bool(np.all(np.equal(np.mod(v, 1), 0)))
+
+
 def _locs(mat: dict, key: str, path: Path) -> np.ndarray:
     v = _key(mat, key, path)
     if v.ndim != 2 or 1 not in v.shape or v.size == 0:
         raise DataError(f"{path}: '{key}' must be a non-empty (n, 1) index vector, got shape {v.shape}")
-    if not np.issubdtype(v.dtype, np.number) or not np.all(np.equal(np.mod(v, 1), 0)):
-        raise DataError(f"{path}: '{key}' must hold integer indices")
+    if not _integers(v):
+        raise DataError(f"{path}: '{key}' must hold integer indices, got dtype {v.dtype}")
     v = v.reshape(-1).astype(np.int64)
     if v.min() < 1:
         raise DataError(f"{path}: '{key}' has index {v.min()}; indices are 1-based (>= 1)")
@@ -116,7 +128,7 @@ def read_splits(folder: str | Path) -> tuple[Splits, dict]:
     path = folder / "att_splits.mat"
     mat = _loadmat(path)
     att = _key(mat, "att", path)
-    if att.ndim != 2 or min(att.shape) < 1 or not np.issubdtype(att.dtype, np.number):
+    if att.ndim != 2 or min(att.shape) < 1 or not _real(att):
         raise DataError(f"{path}: 'att' must be a numeric (d_att, n_classes) matrix, got shape {att.shape}")
     if not np.all(np.isfinite(att)):
         raise DataError(f"{path}: 'att' contains NaN or infinite values")
@@ -156,10 +168,13 @@ def read_features(folder: str | Path, n_classes: int) -> tuple[np.ndarray, np.nd
     mat = _loadmat(path)
     feats = _key(mat, "features", path)
     labels = _key(mat, "labels", path)
-    if feats.ndim != 2 or not np.issubdtype(feats.dtype, np.number):
-        raise DataError(f"{path}: 'features' must be a numeric (d_feat, N) matrix, got shape {feats.shape}")
-    if labels.ndim != 2 or 1 not in labels.shape:
-        raise DataError(f"{path}: 'labels' must be an (N, 1) vector, got shape {labels.shape}")
+    if feats.ndim != 2 or min(feats.shape) < 1 or not _real(feats):
+        raise DataError(f"{path}: 'features' must be a numeric (d_feat, N) matrix, got shape {feats.shape} "
+                        f"and dtype {feats.dtype}")
+    if labels.ndim != 2 or 1 not in labels.shape or labels.size == 0:
+        raise DataError(f"{path}: 'labels' must be a non-empty (N, 1) vector, got shape {labels.shape}")
+    if not _integers(labels):
+        raise DataError(f"{path}: 'labels' must hold integer class ids, got dtype {labels.dtype}")
     labels = labels.reshape(-1).astype(np.int64)
     if feats.shape[1] != len(labels):
         raise DataError(f"{path}: 'features' has {feats.shape[1]} columns (images) but 'labels' has "

@@ -25,7 +25,10 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("bsegn."))))
 
 
 def _script(stage: dict) -> str:
-    return stage.get("do", stage)["cmd"].split()[1]
+    """``python -m stages.train ...`` -> ``stages/train.py``."""
+    cmd = stage.get("do", stage)["cmd"].split()
+    assert cmd[:2] == ["python", "-m"] and cmd[2].startswith("stages."), cmd
+    return cmd[2].replace(".", "/") + ".py"
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))

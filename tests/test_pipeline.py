@@ -287,3 +287,27 @@ def test_stage_stops_when_its_parent_dies(project):
         assert not list(model.parent.glob(".*.tmp"))
     finally:
         write_params(project, TINY)
+
+
+def test_queued_experiment_runs_the_code_it_was_queued_with(project):
+    """Stages run as `python -m stages.x` import the bsegn of the experiment's own workspace
+    copy: a module edited after queueing (here made to fail on import) is not the one run."""
+    sh(DVC + ["exp", "run", "--queue", "-S", "classify.common.epochs=3", "-n", "queued-exp"], project)
+    report_py = project / "bsegn/report.py"
+    original = report_py.read_text()
+    report_py.write_text(original + "\nraise RuntimeError('edited after the experiment was queued')\n")
+    try:
+        sh(DVC + ["queue", "start", "-j", "1"], project)
+        deadline = time.time() + 300
+        status = ""
+        while time.time() < deadline:
+            status = sh(DVC + ["queue", "status"], project).stdout
+            if "queued-exp" in status and ("Success" in status or "Failed" in status):
+                break
+            time.sleep(2)
+        assert "Success" in status, status + sh(DVC + ["queue", "logs", "queued-exp"], project, check=False).stdout
+        assert "queued-exp" in sh(DVC + ["exp", "show", "--no-pager"], project).stdout
+    finally:
+        report_py.write_text(original)
+        sh(DVC + ["queue", "stop"], project, check=False)
+        sh(DVC + ["exp", "remove", "queued-exp"], project, check=False)
