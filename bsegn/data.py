@@ -242,6 +242,19 @@ def _make(att, x, labels, train_idx, test_seen_idx, test_unseen_idx, cfg: Prepar
     )
 
 
+def check_raw(folder: str | Path) -> dict:
+    """Read and check a raw dataset folder as :func:`prepare` will (readable files, keys,
+    shapes, finite values, index ranges, splits, validation classes); raise DataError if not.
+    Returns a short summary (classes, images, dimensions) for provenance."""
+    folder = Path(folder)
+    splits, mat = read_splits(folder)
+    x, labels = read_features(folder, splits.att.shape[0])
+    seen, unseen = check_splits(splits, labels, folder / "att_splits.mat")
+    val_cls = _val_classes(splits, mat, labels, folder)
+    return {"n_images": len(labels), "d_feat": x.shape[1], "d_att": splits.att.shape[1], "n_seen": len(seen),
+            "n_unseen": len(unseen), "n_val_classes": len(val_cls)}
+
+
 def prepare(folder: str | Path, cfg: PrepareConfig) -> dict[str, Benchmark]:
     """Read, check and preprocess a dataset folder.
 

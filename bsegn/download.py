@@ -22,6 +22,7 @@ import zlib
 from pathlib import Path
 
 from bsegn.config import SourceConfig
+from bsegn.data import DataError, check_raw
 from bsegn.errors import PipelineError
 from bsegn.io import atomic_dir, atomic_path, save_json
 from bsegn.progress import Progress
@@ -71,9 +72,18 @@ def fetch_dataset(dataset: str, source: SourceConfig, out_dir: Path, cache_dir: 
             info["synthetic"] = dataclasses.asdict(source.synthetic)
         else:
             raise DownloadError(f"{dataset}: unknown source kind {source.kind!r}; expected url, archive, folder or synthetic")
+        try:  # bad raw files must never reach dvc.lock or the cache
+            info["checked"] = check_raw(tmp)
+        except DataError as exc:
+            raise DownloadError(f"{dataset}: the files from {_where(source)} are not a valid benchmark: "
+                                + str(exc).replace(str(tmp), str(out_dir))) from None
         info["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
         save_json(info, tmp / "source.json")
     return info
+
+
+def _where(source: SourceConfig) -> str:
+    return {"url": source.url, "archive": source.path, "folder": source.path}.get(source.kind) or f"kind {source.kind}"
 
 
 def sha256_file(path: Path) -> str:

@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import json
 import socket
+import tempfile
 import threading
 import zipfile
 from pathlib import Path
@@ -13,13 +14,21 @@ from pathlib import Path
 import pytest
 
 from bsegn import download
-from bsegn.config import SourceConfig
+from bsegn.config import SourceConfig, SyntheticConfig
 from bsegn.download import DownloadError, fetch_dataset
+from bsegn.synthetic import write_benchmark
 
-FILES = {  # fetch_dataset never parses the .mat files, so any bytes will do
-    "res101.mat": b"features " * 5000,
-    "att_splits.mat": b"splits " * 300,
-    "allclasses.txt": b"001.Albatross\n002.Auklet\n",
+def _tiny_benchmark() -> dict[str, bytes]:
+    """Valid xlsa17 files of a tiny synthetic benchmark: fetch_dataset checks what it writes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        write_benchmark(SyntheticConfig(seed=2, n_seen=6, n_unseen=3, n_val=2, per_class=40, d_att=5,
+                                        d_latent=3, d_feat=64), tmp)
+        return {name: (Path(tmp) / name).read_bytes() for name in ("res101.mat", "att_splits.mat")}
+
+
+FILES = {
+    **_tiny_benchmark(),
+    "allclasses.txt": b"001.Albatross\n002.Auklet\n",  # copied as is; att_splits.mat's own names win
     "testclasses.txt": b"002.Auklet\n",
 }
 
@@ -271,3 +280,15 @@ def test_folder_without_the_dataset(tmp_path):
     (tmp_path / "tree" / "AWA2").mkdir(parents=True)
     with pytest.raises(DownloadError, match="no folder named CUB"):
         fetch("CUB", SourceConfig(kind="folder", path=str(tmp_path / "tree")), tmp_path)
+
+
+def test_invalid_mat_files_never_become_an_output(tmp_path):
+    """A zip holding a broken att_splits.mat: download fails with one line, writes nothing."""
+    archive = tmp_path / "bad.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("xlsa17/data/CUB/res101.mat", FILES["res101.mat"])
+        zf.writestr("xlsa17/data/CUB/att_splits.mat", b"not a MATLAB file " * 50)
+    out = tmp_path / "out" / "CUB"
+    with pytest.raises(DownloadError, match=r"CUB: the files from .*bad.zip are not a valid benchmark: .*out/CUB/att_splits.mat"):
+        fetch_dataset("CUB", SourceConfig(kind="archive", path=str(archive)), out, tmp_path / "cache")
+    assert not out.exists() and not list(out.parent.glob(".*"))

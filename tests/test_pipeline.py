@@ -306,7 +306,7 @@ def test_queued_experiment_runs_the_code_it_was_queued_with(project):
                 break
             time.sleep(2)
         assert "Success" in status, status + sh(DVC + ["queue", "logs", "queued-exp"], project, check=False).stdout
-        assert "queued-exp" in sh(DVC + ["exp", "show", "--no-pager"], project).stdout
+        assert "queued-exp" in sh(DVC + ["exp", "list", "--name-only"], project).stdout
     finally:
         report_py.write_text(original)
         sh(DVC + ["queue", "stop"], project, check=False)
