@@ -13,6 +13,7 @@ import hashlib
 import http.client
 import posixpath
 import shutil
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -133,10 +134,12 @@ def download_archive(dataset: str, url: str, cache_dir: Path, sha256: str | None
                 raise DownloadError(f"{dataset}: {url} answered HTTP {exc.code} {exc.reason}; expected the "
                                     f"benchmark zip. {_local_hint(dataset, final.name)}") from None
         except (OSError, http.client.HTTPException) as exc:
-            if attempt == retries:
+            # a host name that does not resolve means no network (or a typo): retrying only delays
+            offline = isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, socket.gaierror)
+            if attempt == retries or offline:
                 what = "could not be reached" if isinstance(exc, urllib.error.URLError) else "download was interrupted"
                 resume = f" Rerunning resumes from {part}." if part.exists() else ""
-                raise DownloadError(f"{dataset}: {url} {what} after {retries + 1} attempt(s) ({exc}).{resume} "
+                raise DownloadError(f"{dataset}: {url} {what} after {attempt + 1} attempt(s) ({exc}).{resume} "
                                     f"{_local_hint(dataset, final.name)}") from None
         time.sleep(RETRY_DELAY_S * (attempt + 1))
     try:  # a complete but bad download is deleted so that the next run starts afresh

@@ -226,6 +226,17 @@ def test_unreachable_url_suggests_local_archive(tmp_path):
     assert not (tmp_path / "out" / "CUB").exists()
 
 
+
+def test_unresolvable_host_fails_at_once(tmp_path):
+    """Offline (or a typo in the host): no retries, one line saying how to use a local archive."""
+    url = "http://benchmarks.example.invalid/xlsa17.zip"  # .invalid never resolves (RFC 2606)
+    with pytest.raises(DownloadError) as err:
+        fetch("CUB", SourceConfig(kind="url", url=url), tmp_path, retries=3)
+    msg = str(err.value)
+    assert "could not be reached after 1 attempt(s)" in msg and "download.sources.CUB.kind: archive" in msg
+    assert "\n" not in msg
+
+
 # --------------------------------------------------------------------------- local
 
 

@@ -29,7 +29,9 @@ TINY = {
     "base": {"datasets": ["TINY"], "seeds": [0, 1], "device": "cpu", "tf32": True},
     "download": {"cache_dir": ".cache/downloads", "sources": {"TINY": {"kind": "synthetic", "synthetic": {
         "seed": 1, "n_seen": 8, "n_unseen": 4, "n_val": 2, "per_class": 20, "d_att": 6, "d_latent": 4,
-        "d_feat": 16, "n_groups": 3}}}},
+        "d_feat": 16, "n_groups": 3}},
+        # a real-benchmark-like source on a host that never resolves: the offline case
+        "NONET": {"kind": "url", "url": "http://benchmarks.example.invalid/xlsa17.zip"}}},
     "prepare": {"feature_scaling": "minmax", "normalize_attributes": True},
     "train": {"common": {"epochs": 2, "hidden": 32, "fem_hidden": 32, "lr": 1e-3, "cls_pretrain_epochs": 2}},
     "generate": {"common": {"syn_num": 20}},
@@ -311,3 +313,22 @@ def test_queued_experiment_runs_the_code_it_was_queued_with(project):
         report_py.write_text(original)
         sh(DVC + ["queue", "stop"], project, check=False)
         sh(DVC + ["exp", "remove", "queued-exp"], project, check=False)
+
+
+def test_offline_real_benchmark_switch_fails_fast_and_leaves_the_workspace(project):
+    """The README's switch (`dvc exp run --temp -S base.datasets=[...]`) with no network: one
+    clear line naming the fix, within seconds, params.yaml and the current outputs untouched."""
+    params_before = (project / "params.yaml").read_bytes()
+    model_before = (project / "runs/TINY/seed0/model.pt").read_bytes()
+    status_before = sh(["git", "status", "--porcelain"], project).stdout
+    start = time.time()
+    res = sh(DVC + ["exp", "run", "--temp", "-S", "base.datasets=[NONET]"], project, check=False)
+    assert res.returncode != 0
+    assert time.time() - start < 60
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, res.stderr
+    assert "NONET: http://benchmarks.example.invalid/xlsa17.zip could not be reached after 1 attempt(s)" in errors[0]
+    assert "download.sources.NONET.kind: archive" in errors[0]
+    assert (project / "params.yaml").read_bytes() == params_before
+    assert (project / "runs/TINY/seed0/model.pt").read_bytes() == model_before
+    assert sh(["git", "status", "--porcelain"], project).stdout == status_before
