@@ -68,8 +68,9 @@ def project(tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("project")
     for name in ("bsegn", "stages"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".gitignore", "docs/published_results.csv"):
-        (repo / name).parent.mkdir(exist_ok=True)
+    for name in ("dvc.yaml", ".gitignore", "docs/published_results.csv", "data/local/README.md",
+                 "data/local/.gitignore"):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, repo / name)
     write_params(repo, TINY)
     sh(["git", "init", "-q"], repo)
@@ -332,3 +333,35 @@ def test_offline_real_benchmark_switch_fails_fast_and_leaves_the_workspace(proje
     assert (project / "params.yaml").read_bytes() == params_before
     assert (project / "runs/TINY/seed0/model.pt").read_bytes() == model_before
     assert sh(["git", "status", "--porcelain"], project).stdout == status_before
+
+
+def test_replaced_local_archive_reruns_download(project):
+    """An archive source kept in data/local/: a fixed copy at the same path reruns download
+    (it used to say "didn't change, skipping" and keep the bad result)."""
+    from bsegn.config import SyntheticConfig
+    from bsegn.synthetic import write_benchmark
+    import zipfile
+
+    def archive(seed: int) -> None:
+        folder = project / f".cache/zip{seed}"
+        write_benchmark(SyntheticConfig(**{**TINY["download"]["sources"]["TINY"]["synthetic"], "seed": seed}), folder)
+        with zipfile.ZipFile(project / "data/local/xlsa17.zip", "w") as zf:
+            for name in ("res101.mat", "att_splits.mat"):
+                zf.write(folder / name, f"xlsa17/data/ZIPPED/{name}")
+
+    params = yaml.safe_load(yaml.safe_dump(TINY))
+    params["base"]["datasets"] = ["ZIPPED"]
+    params["download"]["sources"]["ZIPPED"] = {"kind": "archive", "path": "data/local/xlsa17.zip"}
+    write_params(project, params)
+    try:
+        archive(1)
+        assert "download@ZIPPED" in ran(sh(DVC + ["repro", "download@ZIPPED"], project))
+        first = (project / "data/raw/ZIPPED/res101.mat").read_bytes()
+        assert ran(sh(DVC + ["repro", "download@ZIPPED"], project)) == set()
+        archive(2)  # a different archive copied over the same path
+        assert "download@ZIPPED" in json.loads(sh(DVC + ["status", "--json", "download@ZIPPED"], project).stdout)
+        assert "download@ZIPPED" in ran(sh(DVC + ["repro", "download@ZIPPED"], project))
+        assert (project / "data/raw/ZIPPED/res101.mat").read_bytes() != first
+    finally:
+        (project / "data/local/xlsa17.zip").unlink(missing_ok=True)
+        write_params(project, TINY)
