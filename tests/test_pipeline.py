@@ -265,31 +265,54 @@ def test_killed_training_resumes_from_its_checkpoint_and_ends_the_same(project):
         sh(DVC + ["repro"], project)
 
 
-def test_stage_stops_when_its_parent_dies(project):
+def _children(pid: int, marker: str) -> list[int]:
+    """Live processes whose parent is ``pid`` and whose command line contains ``marker``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[1]) == pid and marker in (proc / "cmdline").read_text():
+                    found.append(int(proc.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_stage_stops_when_its_dvc_dies(project):
+    """SIGKILL to `dvc repro` alone: its stage stops too instead of writing its output later."""
     params = yaml.safe_load(yaml.safe_dump(TINY))
     params["train"]["common"]["epochs"] = 100_000
     write_params(project, params)
     model = project / "runs/TINY/seed0/model.pt"
-    before = model.read_bytes()
-    parent_code = ("import subprocess, sys; p = subprocess.Popen([sys.executable, 'stages/train.py', '--dataset', 'TINY', "
-                   "'--seed', '0'], stderr=subprocess.DEVNULL); print(p.pid, flush=True); p.wait()")
     try:
-        parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=project, stdout=subprocess.PIPE, text=True,
-                                  env={**os.environ, "PYTHONPATH": str(project)})
-        child = int(parent.stdout.readline())
-        time.sleep(5)
-        parent.send_signal(signal.SIGKILL)
-        parent.wait()
-        deadline = time.time() + 20
-        while time.time() < deadline and Path(f"/proc/{child}").exists() and \
-                Path(f"/proc/{child}/stat").read_text().split()[2] != "Z":
+        dvc = subprocess.Popen(DVC + ["repro", "train@TINY-0"], cwd=project, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(project)})
+        deadline, stage = time.time() + 60, []
+        while not stage and time.time() < deadline:
+            stage = _children(dvc.pid, "stages.train")
             time.sleep(0.1)
-        assert not Path(f"/proc/{child}").exists() or Path(f"/proc/{child}/stat").read_text().split()[2] == "Z", \
-            "the stage outlived its parent"
-        assert model.read_bytes() == before
+        assert stage, "the train stage did not start"
+        time.sleep(3)
+        dvc.send_signal(signal.SIGKILL)
+        dvc.wait()
+        deadline = time.time() + 20
+        while _alive(stage[0]) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not _alive(stage[0]), "the stage outlived its dvc"
+        time.sleep(1)
+        assert not model.exists(), "the orphaned stage wrote its output"  # dvc removed it before the run
         assert not list(model.parent.glob(".*.tmp"))
     finally:
         write_params(project, TINY)
+        sh(DVC + ["repro"], project)
 
 
 def test_queued_experiment_runs_the_code_it_was_queued_with(project):
