@@ -202,11 +202,11 @@ def bench_shape(name: str, params: dict, device: torch.device, epochs: int, ref_
                 seeds: int, rate: float) -> dict:
     shape = SHAPES[name]
     bench = random_benchmark(shape)
-    full = dataclasses.replace(stage_config(params, "train", name if name in params["train"] else "common"),
+    full = dataclasses.replace(stage_config(params, "train", name),
                                epochs=epochs)
     baseline = dataclasses.replace(full, fem=False, cycle=False)
-    gen_cfg = stage_config(params, "generate", name if name in params["generate"] else "common")
-    cls_cfg = stage_config(params, "classify", name if name in params["classify"] else "common")
+    gen_cfg = stage_config(params, "generate", name)  # a dataset without a block gets `common`
+    cls_cfg = stage_config(params, "classify", name)
     iters = -(-shape.n_train // full.batch_size)
     flop = flop_per_iteration(bench, full, device)
     out: dict = {"shape": dataclasses.asdict(shape), "iters_per_epoch": iters, "flop_per_iter": flop,

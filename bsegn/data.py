@@ -242,15 +242,22 @@ def _make(att, x, labels, train_idx, test_seen_idx, test_unseen_idx, cfg: Prepar
     )
 
 
-def check_raw(folder: str | Path) -> dict:
-    """Read and check a raw dataset folder as :func:`prepare` will (readable files, keys,
-    shapes, finite values, index ranges, splits, validation classes); raise DataError if not.
-    Returns a short summary (classes, images, dimensions) for provenance."""
-    folder = Path(folder)
+def _read_checked(folder: Path) -> tuple[Splits, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every check a raw folder must pass; ``(splits, x, labels, seen, unseen, val classes)``."""
     splits, mat = read_splits(folder)
     x, labels = read_features(folder, splits.att.shape[0])
     seen, unseen = check_splits(splits, labels, folder / "att_splits.mat")
     val_cls = _val_classes(splits, mat, labels, folder)
+    if not np.isin(val_cls, seen).all() or len(val_cls) >= len(seen):
+        raise DataError(f"{folder}: validation classes must be a proper subset of the trainval classes")
+    return splits, x, labels, seen, unseen, val_cls
+
+
+def check_raw(folder: str | Path) -> dict:
+    """Read and check a raw dataset folder exactly as :func:`prepare` will (readable files, keys,
+    shapes, finite values, index ranges, splits, validation classes); raise DataError if not.
+    Returns a short summary (classes, images, dimensions) for provenance."""
+    splits, x, labels, seen, unseen, val_cls = _read_checked(Path(folder))
     return {"n_images": len(labels), "d_feat": x.shape[1], "d_att": splits.att.shape[1], "n_seen": len(seen),
             "n_unseen": len(unseen), "n_val_classes": len(val_cls)}
 
@@ -262,18 +269,12 @@ def prepare(folder: str | Path, cfg: PrepareConfig) -> dict[str, Benchmark]:
     validation split the held-out seen classes play the unseen role and a seeded
     ``val_seen_fraction`` of the other classes' images is their seen test set.
     """
-    folder = Path(folder)
-    splits, mat = read_splits(folder)
-    x, labels = read_features(folder, splits.att.shape[0])
-    seen, _ = check_splits(splits, labels, folder / "att_splits.mat")
+    splits, x, labels, seen, _, val_cls = _read_checked(Path(folder))
     att = splits.att
     if cfg.normalize_attributes:
         att = att / np.maximum(np.linalg.norm(att, axis=1, keepdims=True), 1e-12)
     att = att.astype(np.float32)
 
-    val_cls = _val_classes(splits, mat, labels, folder)
-    if not np.isin(val_cls, seen).all() or len(val_cls) >= len(seen):
-        raise DataError(f"{folder}: validation classes must be a proper subset of the trainval classes")
     tv = splits.trainval
     in_val = np.isin(labels[tv], val_cls)
     rng = np.random.default_rng(cfg.split_seed)

@@ -14,9 +14,10 @@ def main() -> None:
     params = cli.load_checked(args.params, args.dataset)
     val = load_prepared(paths.prepared(args.dataset), split="val")
     ckpt = paths.checkpoint(args.dataset, args.seed, "train_val")
+    base = base_config(params)
     model, x, y = train_on_validation(val, stage_config(params, "train", args.dataset),
                                       stage_config(params, "generate", args.dataset), args.seed,
-                                      resolve_device(base_config(params).device, base_config(params).tf32),
+                                      resolve_device(base.device, base.tf32),
                                       label=f"train_val {args.dataset} seed {args.seed}", checkpoint_path=ckpt)
     model.save(paths.val_model(args.dataset, args.seed))
     save_npz(paths.val_synthetic(args.dataset, args.seed), x=x.cpu().numpy(), y=y.cpu().numpy())

@@ -10,7 +10,6 @@ one-line message.
 from pathlib import Path
 
 import numpy as np
-import pytest
 import scipy.io as sio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
