@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
-import os
 import signal
 import sys
 import time
@@ -14,6 +12,7 @@ from typing import Callable
 from .config import dataset_source, load_params, validate_all
 from .errors import PipelineError
 from .io import save_json
+from .lifeline import parent_gone, watch_parent
 
 # stage scripts import this module first, so this is about when the stage started (the
 # Python interpreter's own start-up, some tens of milliseconds, is not counted)
@@ -46,26 +45,17 @@ class _ParentGone(BaseException):
     """SIGTERM, sent by the kernel when the process that started this stage (dvc) has died."""
 
 
-def _stop_when_parent_dies() -> bool:
-    """Linux: ask for SIGTERM when our parent dies and turn it into a clean stop, so a stage
-    whose ``dvc`` was killed does not go on and write its outputs later as an orphan.
-    Returns False if the parent died before the request took effect."""
-    def stop(signum, frame):
-        raise _ParentGone()
-    signal.signal(signal.SIGTERM, stop)
-    parent = os.getppid()
-    if sys.platform.startswith("linux"):
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    return os.getppid() == parent
+def _raise_parent_gone(signum, frame):
+    raise _ParentGone()
 
 
 def run(main: Callable[[], None]) -> None:
     """Run a stage; expected failures print one clear line and exit 2 (130 when interrupted,
     143 when stopped by SIGTERM), never a traceback, leaving previous outputs as they were."""
-    parent_alive = _stop_when_parent_dies()
+    watch_parent()  # already done by stages/__init__.py; here for callers outside stages/
+    signal.signal(signal.SIGTERM, _raise_parent_gone)
     try:
-        if not parent_alive:
+        if parent_gone():
             raise _ParentGone()
         main()
     except _ParentGone:

@@ -1,0 +1,34 @@
+"""Tie a stage's life to the ``dvc`` process that started it (Linux).
+
+When ``dvc repro`` is killed, its stage would otherwise go on as an orphan and write its
+outputs later, behind the user's back. The kernel can send us SIGTERM when our parent dies
+(``prctl(PR_SET_PDEATHSIG)``), but only for deaths *after* the request, so the request must
+be made as early as possible: ``stages/__init__.py`` makes it before the stage imports torch,
+which takes seconds on a slow machine. This module imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import signal
+
+_PR_SET_PDEATHSIG = 1
+_parent_at_start: int | None = None  # real process state: the pid of our parent when we asked
+
+
+def watch_parent() -> None:
+    """Ask for SIGTERM when our parent dies. Until a handler is installed, SIGTERM's default
+    action ends the process at once, which is right: nothing has been written yet."""
+    global _parent_at_start
+    if _parent_at_start is not None:
+        return
+    _parent_at_start = os.getppid()
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def parent_gone() -> bool:
+    """True if the parent we had when ``watch_parent`` ran has died since (we were re-parented)."""
+    return _parent_at_start is not None and os.getppid() != _parent_at_start
