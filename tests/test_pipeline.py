@@ -296,10 +296,11 @@ def test_stage_stops_when_its_dvc_dies(project):
     params["train"]["common"]["epochs"] = 100_000
     write_params(project, params)
     model = project / "runs/TINY/seed0/model.pt"
+    stage: list[int] = []
     try:
         dvc = subprocess.Popen(DVC + ["repro", "train@TINY-0"], cwd=project, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(project)})
-        deadline, stage = time.time() + 60, []
+        deadline = time.time() + 60
         while not stage and time.time() < deadline:
             stage = _children(dvc.pid, "stages.train")
             time.sleep(0.1)
@@ -315,6 +316,9 @@ def test_stage_stops_when_its_dvc_dies(project):
         assert not model.exists(), "the orphaned stage wrote its output"  # dvc removed it before the run
         assert not list(model.parent.glob(".*.tmp"))
     finally:
+        for pid in stage:  # if the test failed, do not leave a 100,000-epoch orphan hogging the CPU
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
         write_params(project, TINY)
         sh(DVC + ["repro"], project)
 
