@@ -45,15 +45,20 @@ class _ParentGone(BaseException):
     """SIGTERM, sent by the kernel when the process that started this stage (dvc) has died."""
 
 
-def _raise_parent_gone(signum, frame):
-    raise _ParentGone()
+def _stop_on_sigterm() -> None:
+    """From here on SIGTERM (a dead parent, or a plain ``kill``) becomes a clean stop.
+    The parent-death request itself is made by ``stages/__init__.py``; made again here for
+    callers outside ``stages/`` (it is done once per process)."""
+    def stop(signum, frame):
+        raise _ParentGone()
+    watch_parent()
+    signal.signal(signal.SIGTERM, stop)
 
 
 def run(main: Callable[[], None]) -> None:
     """Run a stage; expected failures print one clear line and exit 2 (130 when interrupted,
     143 when stopped by SIGTERM), never a traceback, leaving previous outputs as they were."""
-    watch_parent()  # already done by stages/__init__.py; here for callers outside stages/
-    signal.signal(signal.SIGTERM, _raise_parent_gone)
+    _stop_on_sigterm()
     try:
         if parent_gone():
             raise _ParentGone()

@@ -11,7 +11,7 @@ from bsegn.config import ConfigError
 @pytest.fixture(autouse=True)
 def no_signal_setup(monkeypatch):
     """cli.run would install its SIGTERM handler in the test process itself."""
-    monkeypatch.setattr(cli, "_stop_when_parent_dies", lambda: True)
+    monkeypatch.setattr(cli, "_stop_on_sigterm", lambda: None)
 
 
 def run_failing(exc, capsys):
