@@ -19,7 +19,6 @@ mean over seeds printed as a table.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import subprocess
 import tempfile
@@ -30,7 +29,7 @@ import pandas as pd
 import torch
 import yaml
 
-from . import config, data, download, evaluate, runtime, trainer, validation
+from . import config, data, download, evaluate, pipeline, trainer
 from .io import save_text
 
 # variant -> {dotted params key: value}; keys are relative to the dataset's blocks
@@ -65,48 +64,26 @@ def load_variants(path: str) -> list[str]:
     return list(extra)
 
 
-def apply(params: dict, sets: dict[str, object]) -> dict:
-    """A copy of ``params`` with dotted-key ``sets`` applied (missing blocks are created)."""
-    params = copy.deepcopy(params)
-    for key, value in sets.items():
-        node = params
-        *parents, leaf = key.split(".")
-        for p in parents:
-            if not isinstance(node.get(p), dict):
-                node[p] = {}
-            node = node[p]
-        node[leaf] = value
-    return params
-
-
 # --------------------------------------------------------------------------- in-process
 
 
 def _run_one(args: tuple[dict, str, str, int, str]) -> dict:
-    """One variant x dataset x seed, as the pipeline runs it (incl. validation choices)."""
+    """One variant x dataset x seed: the per-seed stages' own functions, in their order."""
     params, variant, dataset, seed, prepared_path = args
-    torch.set_num_threads(1)  # one process per core
-    p = apply(params, overrides(variant, dataset))
-    train_cfg, gen_cfg = config.stage_config(p, "train", dataset), config.stage_config(p, "generate", dataset)
-    cls_cfg = config.stage_config(p, "classify", dataset)
-    base = config.base_config(p)
-    device = runtime.resolve_device(base.device, base.tf32)
+    run = pipeline.run_config(config.apply_overrides(params, overrides(variant, dataset)), dataset)
     bench = data.load_prepared(prepared_path)
-    runtime.seed_everything(seed)
-    model, _ = trainer.train(bench, train_cfg, device, label=f"{variant} {dataset} {seed}")
-    runtime.seed_everything(seed)
-    x, y = trainer.generate(model, torch.as_tensor(bench.att, device=device),
-                            torch.as_tensor(bench.unseen, device=device), gen_cfg.syn_num)
-    selection = None
-    if evaluate.validation_needed(cls_cfg):
-        val = data.load_prepared(prepared_path, split="val")
-        val_model, vx, vy = validation.train_on_validation(val, train_cfg, gen_cfg, seed, device, label="val")
-        runtime.seed_everything(seed)
-        selection = evaluate.choose_on_validation(val, val_model, vx.cpu().numpy(), vy.cpu().numpy(), cls_cfg, device)
-    runtime.seed_everything(seed)
-    metrics, _, _ = evaluate.evaluate(bench, model, x.cpu().numpy(), y.cpu().numpy(), cls_cfg, device,
-                                      epochs=selection["epochs"] if selection else None,
-                                      gamma=selection["gamma"] if selection and cls_cfg.calibration else None)
+    model, _ = trainer.run_train(bench, run, seed, label=f"{variant} {dataset} {seed}")
+    x, y = pipeline.run_generate(bench, model, run, seed)
+    validation = None
+    if evaluate.validation_needed(run.classify):
+        validation = trainer.run_train_val(data.load_prepared(prepared_path, split="val"), run, seed,
+                                            label=f"{variant} {dataset} {seed} train_val")
+    metrics, *_ = evaluate.run_classify(bench, model, x, y, run, seed, validation)
+    return experiment_row(variant, dataset, seed, metrics)
+
+
+def experiment_row(variant: str, dataset: str, seed: int, metrics: dict) -> dict:
+    """One row of reports/ablation.csv from a run's metrics (runs/<DS>/seed<S>/metrics.json)."""
     row = {"variant": variant, "dataset": dataset, "seed": seed, **{k: metrics[k] for k in ("T1", "U", "S", "H")}}
     if "calibrated" in metrics:
         row.update({f"{k}_cs": metrics["calibrated"][k] for k in ("U", "S", "H")})
@@ -114,6 +91,7 @@ def _run_one(args: tuple[dict, str, str, int, str]) -> dict:
 
 
 def run_grid(params: dict, datasets: list[str], seeds: list[int], variants: list[str], workers: int) -> pd.DataFrame:
+    """Every variant x dataset x seed in worker processes; download and prepare as their stages do."""
     cfg = config.download_config(params)
     prep_cfg = config.prepare_config(params)
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,7 +102,10 @@ def run_grid(params: dict, datasets: list[str], seeds: list[int], variants: list
             prepared = Path(tmp) / f"{ds}.npz"
             data.save_prepared(prepared, data.prepare(raw, prep_cfg))
             jobs += [(params, v, ds, s, str(prepared)) for v in variants for s in seeds]
-        with ProcessPoolExecutor(workers) as pool:
+        # one thread per worker process when several share the cores (float sums may then
+        # differ from a stage's in the last bits); one worker keeps the stages' thread count
+        init = (lambda: torch.set_num_threads(1)) if workers > 1 else None
+        with ProcessPoolExecutor(workers, initializer=init) as pool:
             rows = list(pool.map(_run_one, jobs))
     return pd.DataFrame(rows)
 
@@ -132,11 +113,24 @@ def run_grid(params: dict, datasets: list[str], seeds: list[int], variants: list
 # --------------------------------------------------------------------------- through DVC
 
 
+def experiment_name(variant: str, dataset: str) -> str:
+    """The queued experiment's name, ``abl-<variant>-<dataset>`` (git allows the ``+``)."""
+    return f"abl-{variant}-{dataset}"
+
+
+def variant_of(name: str) -> str:
+    """The variant an experiment name stands for: the longest known variant ``v`` with
+    ``name == experiment_name(v, dataset)`` for some dataset (``bsegn-s2f`` before ``bsegn``);
+    a name that is no ablation run stands for itself."""
+    known = [v for v in VARIANTS if name.startswith(experiment_name(v, ""))]
+    return max(known, key=len) if known else name
+
+
 def queue_commands(dataset: str, seeds: list[int], variants: list[str]) -> list[list[str]]:
     cmds = []
     for v in variants:
         sets = {"base.datasets": [dataset], "base.seeds": seeds, **overrides(v, dataset)}
-        cmd = ["dvc", "exp", "run", "--queue", "-n", f"abl-{v.replace('+', '-')}-{dataset}"]
+        cmd = ["dvc", "exp", "run", "--queue", "-n", experiment_name(v, dataset)]
         for k, val in sets.items():
             cmd += ["-S", f"{k}={json.dumps(val, separators=(',', ':'))}"]
         cmds.append(cmd)
@@ -155,7 +149,7 @@ def collect_experiments(exp_show_json: list) -> pd.DataFrame:
         metrics = ((d.get("metrics") or {}).get("reports/metrics.json") or {}).get("data") or {}
         params = ((d.get("params") or {}).get("params.yaml") or {}).get("data") or {}
         for ds, m in metrics.items():
-            variant = name[4:].rsplit("-", 1)[0] if name.startswith("abl-") else name
+            variant = variant_of(name)
             rows.append({"variant": variant, "dataset": ds, "seeds": len(params.get("base", {}).get("seeds", [])),
                          **{k: m.get(k) for k in ("T1", "U", "S", "H", "H_cs") if k in m}})
         for exp in rev.get("experiments") or []:

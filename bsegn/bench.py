@@ -4,7 +4,7 @@ Random features of each benchmark's shape (no download needed) and the shipped
 ``params.yaml`` settings of that dataset. For every shape it measures
 
 * seconds per epoch of the full BSeGN in the fast trainer and in ``reference`` (the
-  straightforward loop it replaced, :func:`bsegn.trainer.reference_train`), in the same run,
+  straightforward loop it replaced, :func:`bsegn.reference.reference_train`), in the same run,
   and their ratio; the f-CLSWGAN baseline in the fast trainer; ``--seeds`` runs trained side
   by side (:func:`bsegn.trainer.train_many`) against one;
 * generation and the classify stage's work (:func:`bsegn.evaluate.evaluate`);
@@ -37,11 +37,12 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from . import reference, trainer
+from . import pipeline, reference, trainer
 from .config import base_config, dataset_source, load_params, prepare_config, stage_config
 from .data import Benchmark, prepare
-from .evaluate import choose_on_validation, evaluate
+from .evaluate import evaluate, run_classify, validation_needed
 from .io import save_json
+from .model import generate
 from .runtime import resolve_device, seed_everything
 from .synthetic import write_benchmark
 
@@ -238,7 +239,7 @@ def bench_shape(name: str, params: dict, device: torch.device, epochs: int, ref_
     seed_everything(0)
     model, _ = trainer.train(bench, dataclasses.replace(full, epochs=1), device, label=f"bench {name}")
     att, unseen = torch.as_tensor(bench.att, device=device), torch.as_tensor(bench.unseen, device=device)
-    (x, y), out["generate_s"] = timed(lambda: trainer.generate(model, att, unseen, gen_cfg.syn_num), device)
+    (x, y), out["generate_s"] = timed(lambda: generate(model, att, unseen, gen_cfg.syn_num), device)
     _, out["classify_s"] = timed(lambda: evaluate(bench, model, x.cpu().numpy(), y.cpu().numpy(), cls_cfg, device),
                                  device)
     out["generate_s"], out["classify_s"] = round(out["generate_s"], 3), round(out["classify_s"], 3)
@@ -268,34 +269,23 @@ def bench_pipeline(name: str, params: dict, device: torch.device, seeds: list[in
     else:
         bench, val = random_benchmark(SHAPES[name]), random_benchmark(validation_shape(SHAPES[name]), seed=1)
     train_cfg = stage_config(params, "train", name)
-    gen_cfg = stage_config(params, "generate", name)
-    cls_cfg = stage_config(params, "classify", name)
+    run = pipeline.RunConfig(train_cfg, stage_config(params, "generate", name),
+                             stage_config(params, "classify", name), device)
 
     def finish(seed: int, model, val_model) -> tuple[float, float, dict]:
-        """generate + classify (validation choices, then test) for one seed; seconds, metrics."""
-        def gen(m, b):
-            seed_everything(seed)
-            x, y = trainer.generate(m, torch.as_tensor(b.att, device=device),
-                                    torch.as_tensor(b.unseen, device=device), gen_cfg.syn_num)
-            return x.cpu().numpy(), y.cpu().numpy()
-        (syn, val_syn), t_gen = timed(lambda: (gen(model, bench), gen(val_model, val)), device)
-
-        def classify():
-            seed_everything(seed)
-            sel = choose_on_validation(val, val_model, *val_syn, cls_cfg, device)
-            seed_everything(seed)
-            return evaluate(bench, model, *syn, cls_cfg, device, epochs=sel["epochs"], gamma=sel["gamma"])
-        (metrics, _, _), t_cls = timed(classify, device)
+        """generate + classify (validation choices, then test) for one seed, with the stages'
+        own functions; seconds, metrics."""
+        (syn, val_syn), t_gen = timed(lambda: (pipeline.run_generate(bench, model, run, seed),
+                                               pipeline.run_generate(val, val_model, run, seed)), device)
+        validation = pipeline.Validation(val, val_model, *val_syn) if validation_needed(run.classify) else None
+        (metrics, *_), t_cls = timed(lambda: run_classify(bench, model, *syn, run, seed, validation), device)
         return t_gen, t_cls, {k: metrics[k] for k in ("T1", "U", "S", "H")}
 
     one = {"train_s": 0.0, "train_val_s": 0.0, "generate_s": 0.0, "classify_s": 0.0}
     scores: dict[str, list[dict]] = {"seed_by_seed": [], "side_by_side": []}
     for seed in seeds if "seed_by_seed" in modes else []:
-        def train_one(b, label):
-            seed_everything(seed)
-            return trainer.train(b, train_cfg, device, label=label)[0]
-        model, t_train = timed(lambda: train_one(bench, f"pipeline {name} train"), device)
-        val_model, t_val = timed(lambda: train_one(val, f"pipeline {name} train_val"), device)
+        model, t_train = timed(lambda: trainer.run_train(bench, run, seed, f"pipeline {name} train")[0], device)
+        val_model, t_val = timed(lambda: trainer.run_train(val, run, seed, f"pipeline {name} train_val")[0], device)
         t_gen, t_cls, m = finish(seed, model, val_model)
         scores["seed_by_seed"].append(m)
         for key, t in zip(one, (t_train, t_val, t_gen, t_cls)):

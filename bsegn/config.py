@@ -1,5 +1,9 @@
 """Typed configuration: params.yaml is parsed once into dataclasses and validated.
 
+params.yaml is the one place defaults live: the dataclasses have none (only the
+kind-specific keys of a download source may be absent), and a missing key is an error
+that names it.
+
 Every error names the key that is wrong (``train.CUB.lr``) and what was expected, so a
 typo in ``dvc exp run -S`` fails at once instead of deep inside training.
 
@@ -10,6 +14,7 @@ of them; :func:`stage_config` merges the two for one dataset.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from dataclasses import dataclass, field
@@ -39,28 +44,28 @@ def _rng(lo=None, hi=None, choices=None):
 class BaseConfig:
     datasets: list[str]
     seeds: list[int]
-    device: str = field(default="auto", metadata=_rng(choices=("auto", "cpu", "cuda")))
-    tf32: bool = True  # CUDA only: float32 matrix products on the tensor cores (docs/METHOD.md)
+    device: str = field(metadata=_rng(choices=("auto", "cpu", "cuda")))
+    tf32: bool  # CUDA only: float32 matrix products on the tensor cores (docs/METHOD.md)
 
 
 @dataclass(frozen=True)
 class SyntheticConfig:
     """The embedded benchmark (see :mod:`bsegn.synthetic`)."""
 
-    seed: int = 0
-    n_seen: int = field(default=32, metadata=_rng(lo=2))
-    n_unseen: int = field(default=10, metadata=_rng(lo=2))
-    n_val: int = field(default=8, metadata=_rng(lo=1))  # seen classes held out for validation
-    per_class: int = field(default=60, metadata=_rng(lo=10))
-    d_att: int = field(default=24, metadata=_rng(lo=2))
-    d_latent: int = field(default=8, metadata=_rng(lo=1))
-    d_feat: int = field(default=128, metadata=_rng(lo=2))
-    n_groups: int = field(default=6, metadata=_rng(lo=1))
-    shift: float = field(default=0.5, metadata=_rng(lo=0.0))  # seen/unseen latent shift
-    unexplained: float = field(default=1.5, metadata=_rng(lo=0.0))  # class variation not in attributes
-    kinship: float = field(default=0.7, metadata=_rng(lo=0.0, hi=1.0))  # unseen share of a seen parent's
-    noise: float = field(default=2.0, metadata=_rng(lo=0.0))  # instance noise
-    test_seen_fraction: float = field(default=0.2, metadata=_rng(lo=0.05, hi=0.9))
+    seed: int
+    n_seen: int = field(metadata=_rng(lo=2))
+    n_unseen: int = field(metadata=_rng(lo=2))
+    n_val: int = field(metadata=_rng(lo=1))  # seen classes held out for validation
+    per_class: int = field(metadata=_rng(lo=10))
+    d_att: int = field(metadata=_rng(lo=2))
+    d_latent: int = field(metadata=_rng(lo=1))
+    d_feat: int = field(metadata=_rng(lo=2))
+    n_groups: int = field(metadata=_rng(lo=1))
+    shift: float = field(metadata=_rng(lo=0.0))  # seen/unseen latent shift
+    unexplained: float = field(metadata=_rng(lo=0.0))  # class variation not in attributes
+    kinship: float = field(metadata=_rng(lo=0.0, hi=1.0))  # unseen share of a seen parent's
+    noise: float = field(metadata=_rng(lo=0.0))  # instance noise
+    test_seen_fraction: float = field(metadata=_rng(lo=0.05, hi=0.9))
 
 
 @dataclass(frozen=True)
@@ -78,71 +83,71 @@ class SourceConfig:
 class DownloadConfig:
     cache_dir: str
     sources: dict[str, SourceConfig]
-    timeout_s: float = field(default=60.0, metadata=_rng(lo=1.0))
-    retries: int = field(default=3, metadata=_rng(lo=0))
+    timeout_s: float = field(metadata=_rng(lo=1.0))
+    retries: int = field(metadata=_rng(lo=0))
 
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    feature_scaling: str = field(default="minmax", metadata=_rng(choices=("minmax", "none")))
-    normalize_attributes: bool = True  # L2-normalise each class's semantic vector
-    val_seen_fraction: float = field(default=0.2, metadata=_rng(lo=0.05, hi=0.9))
-    split_seed: int = 0  # picks the held-out images of the validation split
+    feature_scaling: str = field(metadata=_rng(choices=("minmax", "none")))
+    normalize_attributes: bool  # L2-normalise each class's semantic vector
+    val_seen_fraction: float = field(metadata=_rng(lo=0.05, hi=0.9))
+    split_seed: int  # picks the held-out images of the validation split
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Generator training. All switches off = the f-CLSWGAN baseline."""
 
-    epochs: int = field(default=30, metadata=_rng(lo=1))
-    batch_size: int = field(default=64, metadata=_rng(lo=2))
-    lr: float = field(default=1e-4, metadata=_rng(lo=0.0))
-    beta1: float = field(default=0.5, metadata=_rng(lo=0.0, hi=0.999))
-    hidden: int = field(default=4096, metadata=_rng(lo=1))
-    noise_dim: int = field(default=0, metadata=_rng(lo=0))  # 0 = attribute dim (published default)
-    critic_iters: int = field(default=5, metadata=_rng(lo=1))
-    gp_weight: float = field(default=10.0, metadata=_rng(lo=0.0))
-    cls_weight: float = field(default=0.01, metadata=_rng(lo=0.0))  # f-CLSWGAN classification loss
-    cls_pretrain_epochs: int = field(default=10, metadata=_rng(lo=1))
+    epochs: int = field(metadata=_rng(lo=1))
+    batch_size: int = field(metadata=_rng(lo=2))
+    lr: float = field(metadata=_rng(lo=0.0))
+    beta1: float = field(metadata=_rng(lo=0.0, hi=0.999))
+    hidden: int = field(metadata=_rng(lo=1))
+    noise_dim: int = field(metadata=_rng(lo=0))  # 0 = attribute dim (published default)
+    critic_iters: int = field(metadata=_rng(lo=1))
+    gp_weight: float = field(metadata=_rng(lo=0.0))
+    cls_weight: float = field(metadata=_rng(lo=0.0))  # f-CLSWGAN classification loss
+    cls_pretrain_epochs: int = field(metadata=_rng(lo=1))
     # VAE encoder (f-VAEGAN / TF-VAEGAN)
-    vae: bool = False
-    vae_weight: float = field(default=1.0, metadata=_rng(lo=0.0))
+    vae: bool
+    vae_weight: float = field(metadata=_rng(lo=0.0))
     # cycle-consistency branch
-    cycle: bool = False
-    cycle_weight: float = field(default=0.1, metadata=_rng(lo=0.0))
-    decoder_lr: float = field(default=1e-4, metadata=_rng(lo=0.0))
-    decoder_fakes: bool = False  # also train R on generated unseen features
+    cycle: bool
+    cycle_weight: float = field(metadata=_rng(lo=0.0))
+    decoder_lr: float = field(metadata=_rng(lo=0.0))
+    decoder_fakes: bool  # also train R on generated unseen features
     # feature-to-semantic embedding module
-    fem: bool = False
-    fem_f2s: bool = True  # feature -> semantics contrastive direction
-    fem_s2f: bool = True  # semantics -> feature contrastive direction
-    fem_balance: bool = True
-    fem_fake_seen: bool = True  # FEM batches also hold generated seen features (see docs/METHOD.md)
-    fem_lr: float = field(default=1e-4, metadata=_rng(lo=0.0))
-    fem_temperature: float = field(default=0.1, metadata=_rng(lo=1e-4))
-    fem_hidden: int = field(default=1024, metadata=_rng(lo=1))
-    balance_weight: float = field(default=1.0, metadata=_rng(lo=0.0))
-    fem_weight: float = field(default=0.1, metadata=_rng(lo=0.0))  # FEM loss on the generator
-    checkpoint_every: int = field(default=0, metadata=_rng(lo=0))  # epochs between checkpoints; 0 = none
+    fem: bool
+    fem_f2s: bool  # feature -> semantics contrastive direction
+    fem_s2f: bool  # semantics -> feature contrastive direction
+    fem_balance: bool
+    fem_fake_seen: bool  # FEM batches also hold generated seen features (see docs/METHOD.md)
+    fem_lr: float = field(metadata=_rng(lo=0.0))
+    fem_temperature: float = field(metadata=_rng(lo=1e-4))
+    fem_hidden: int = field(metadata=_rng(lo=1))
+    balance_weight: float = field(metadata=_rng(lo=0.0))
+    fem_weight: float = field(metadata=_rng(lo=0.0))  # FEM loss on the generator
+    checkpoint_every: int = field(metadata=_rng(lo=0))  # epochs between checkpoints; 0 = none
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    syn_num: int = field(default=300, metadata=_rng(lo=1))  # features per unseen class
+    syn_num: int = field(metadata=_rng(lo=1))  # features per unseen class
 
 
 @dataclass(frozen=True)
 class ClassifyConfig:
-    epochs: int = field(default=25, metadata=_rng(lo=1))
-    batch_size: int = field(default=64, metadata=_rng(lo=1))
-    lr: float = field(default=1e-3, metadata=_rng(lo=0.0))
-    beta1: float = field(default=0.5, metadata=_rng(lo=0.0, hi=0.999))
+    epochs: int = field(metadata=_rng(lo=1))
+    batch_size: int = field(metadata=_rng(lo=1))
+    lr: float = field(metadata=_rng(lo=0.0))
+    beta1: float = field(metadata=_rng(lo=0.0, hi=0.999))
     # mFIM: the levels concatenated into the classifier's input; [visual] = plain features
-    mfim_levels: list[str] = field(default_factory=lambda: ["visual"])
-    mfim_per_sample: bool = False  # L2-normalise every level of every feature before scaling
+    mfim_levels: list[str]
+    mfim_per_sample: bool  # L2-normalise every level of every feature before scaling
     # fixed: train the classifiers for `epochs`; val: the epoch counts best on the validation split
-    select_epochs: str = field(default="fixed", metadata=_rng(choices=("fixed", "val")))
-    calibration: bool = True  # also report calibrated stacking, its constant chosen on validation
+    select_epochs: str = field(metadata=_rng(choices=("fixed", "val")))
+    calibration: bool  # also report calibrated stacking, its constant chosen on validation
 
 
 MFIM_LEVELS = ("visual", "hidden", "semantic", "fem")
@@ -203,8 +208,9 @@ def _build(cls: type, raw: Any, where: str):
     for f in dataclasses.fields(cls):
         key = f"{where}.{f.name}"
         if f.name not in raw:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{key}: required but missing")
+            if f.default is dataclasses.MISSING:  # only kind-specific keys (url, path, ...) may be absent
+                raise ConfigError(f"{key}: missing; params.yaml sets every key of {where} "
+                                  "(it is the one place defaults live; see the shipped params.yaml)")
             continue
         value = _check_type(raw[f.name], hints[f.name], key)
         if isinstance(value, float) and value != value:
@@ -231,6 +237,21 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at top level")
     return raw
+
+
+def apply_overrides(params: dict, sets: dict[str, Any]) -> dict:
+    """A copy of ``params`` with dotted-key ``sets`` applied, as ``dvc exp run -S key=value``
+    does (``{"train.SYN.fem": False}``); missing blocks are created."""
+    params = copy.deepcopy(params)
+    for key, value in sets.items():
+        node = params
+        *parents, leaf = key.split(".")
+        for p in parents:
+            if not isinstance(node.get(p), dict):
+                node[p] = {}
+            node = node[p]
+        node[leaf] = value
+    return params
 
 
 def _section(params: dict, name: str) -> Any:
@@ -267,7 +288,8 @@ def download_config(params: dict) -> DownloadConfig:
         if src.kind in ("archive", "folder") and not src.path:
             raise ConfigError(f"{where}.path: required when kind is '{src.kind}'")
         if src.kind == "synthetic" and src.synthetic is None:
-            object.__setattr__(src, "synthetic", SyntheticConfig())
+            raise ConfigError(f"{where}.synthetic: required when kind is 'synthetic' (every key of the "
+                              "benchmark's model, as for SYN in the shipped params.yaml)")
         if src.sha256 is not None and (
             len(src.sha256) != 64 or any(c not in "0123456789abcdef" for c in src.sha256.lower())
         ):
@@ -286,7 +308,7 @@ def dataset_source(params: dict, dataset: str) -> SourceConfig:
 
 
 def prepare_config(params: dict) -> PrepareConfig:
-    return _build(PrepareConfig, _section(params, "prepare") or {}, "prepare")
+    return _build(PrepareConfig, _section(params, "prepare"), "prepare")
 
 
 def stage_config(params: dict, section: str, dataset: str):

@@ -14,7 +14,7 @@ set, as most published code reports) are returned under their own key, never mix
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -24,7 +24,9 @@ from .classifier import fit_softmax, predict_scores
 from .config import ClassifyConfig
 from .data import Benchmark
 from .metrics import gzsl_scores, per_class_accuracy
-from .trainer import GenerativeModel
+from .model import GenerativeModel
+from .pipeline import RunConfig, Validation
+from .runtime import seed_everything
 
 
 def _index(class_ids: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -49,6 +51,103 @@ def gamma_grid(scores: torch.Tensor, seen_cols: torch.Tensor, n: int = 41) -> np
     return np.unique(np.concatenate([[0.0], np.quantile(lead.cpu().numpy(), np.linspace(0, 1, n))]))
 
 
+@dataclass
+class MfimFeatures:
+    """The mFIM features of everything the final classifiers see; each (n, d_mfim)."""
+
+    train: torch.Tensor  # real seen training features
+    syn: torch.Tensor  # synthetic unseen features
+    test_seen: torch.Tensor
+    test_unseen: torch.Tensor
+
+
+def mfim_features(bench: Benchmark, model: GenerativeModel, syn_x: np.ndarray, cfg: ClassifyConfig,
+                  device: torch.device) -> MfimFeatures:
+    """Apply the mFIM to every feature set. Its scales are fitted on the GZSL classifier's
+    training set (real seen + synthetic unseen) and used for all four sets, the ZSL
+    classifier's training set included."""
+    train_x, syn_xt = torch.as_tensor(bench.train_x, device=device), torch.as_tensor(syn_x, device=device)
+    scales = mfim.fit_scales(model, torch.cat([train_x, syn_xt]), cfg.mfim_levels, cfg.mfim_per_sample)
+
+    def phi(x) -> torch.Tensor:  # (n, d_feat) -> (n, d_mfim)
+        return mfim.integrate(model, torch.as_tensor(x, device=device), cfg.mfim_levels, scales, cfg.mfim_per_sample)
+
+    return MfimFeatures(phi(train_x), phi(syn_xt), phi(bench.test_seen_x), phi(bench.test_unseen_x))
+
+
+def zsl_curve(bench: Benchmark, feats: MfimFeatures, syn_y: np.ndarray, cfg: ClassifyConfig,
+              epochs: int) -> dict[int, dict]:
+    """ZSL: a softmax over the unseen classes, trained on synthetic unseen features only;
+    ``{epoch: {"T1": ...}}`` on the unseen test images after every epoch."""
+    unseen = np.sort(bench.unseen)
+    y_idx = torch.as_tensor(_index(unseen, syn_y), device=feats.syn.device)
+    curve: dict[int, dict] = {}
+
+    def on_epoch(epoch: int, clf) -> None:
+        pred = unseen[predict_scores(clf, feats.test_unseen).argmax(1).cpu().numpy()]
+        curve[epoch] = {"T1": per_class_accuracy(bench.test_unseen_y, pred)}
+
+    fit_softmax(feats.syn, y_idx, len(unseen), replace(cfg, epochs=epochs), on_epoch=on_epoch)
+    return curve
+
+
+def gzsl_training_set(bench: Benchmark, feats: MfimFeatures, syn_y: np.ndarray,
+                      classes: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real seen training features + synthetic unseen ones, and their column in ``classes``."""
+    x = torch.cat([feats.train, feats.syn])
+    y_idx = _index(classes, np.concatenate([bench.train_y, syn_y]))
+    return x, torch.as_tensor(y_idx, device=x.device)
+
+
+def gzsl_row(bench: Benchmark, classes: np.ndarray, seen_cols: torch.Tensor, scores_seen: torch.Tensor,
+             scores_unseen: torch.Tensor, gamma: float | None, search_gamma: bool) -> dict:
+    """U, S, H of one classifier from its test scores; with ``gamma`` also calibrated stacking
+    (``*_cs``); with ``search_gamma`` the best constant of :func:`gamma_grid` and its scores."""
+    def scores_at(g: float) -> dict:
+        pred_seen = calibrated_predictions(scores_seen, seen_cols, g).cpu().numpy()
+        pred_unseen = calibrated_predictions(scores_unseen, seen_cols, g).cpu().numpy()
+        return gzsl_scores(bench.test_seen_y, classes[pred_seen], bench.test_unseen_y, classes[pred_unseen])
+
+    row = scores_at(0.0)  # no calibration: the plain argmax
+    if gamma is not None:
+        row.update({f"{k}_cs": v for k, v in scores_at(gamma).items()})
+    if search_gamma:
+        grid = gamma_grid(torch.cat([scores_seen, scores_unseen]), seen_cols)
+        best_gamma, best = max(((g, scores_at(g)) for g in grid), key=lambda gs: gs[1]["H"])
+        row.update({"gamma": float(best_gamma), **{f"{k}_cs": v for k, v in best.items()}})
+    return row
+
+
+def gzsl_curve(bench: Benchmark, feats: MfimFeatures, syn_y: np.ndarray, cfg: ClassifyConfig, epochs: int,
+               gamma: float | None, search_gamma: bool) -> tuple[dict[int, dict], dict]:
+    """GZSL: a softmax over all classes on real seen + synthetic unseen features;
+    ``{epoch: row of gzsl_row}`` after every epoch, and the last epoch's test predictions."""
+    classes = np.union1d(bench.seen, bench.unseen)
+    seen_cols = torch.as_tensor(np.isin(classes, bench.seen), device=feats.syn.device)
+    x, y_idx = gzsl_training_set(bench, feats, syn_y, classes)
+    curve: dict[int, dict] = {}
+    last: dict[str, torch.Tensor] = {}
+
+    def on_epoch(epoch: int, clf) -> None:
+        last["seen"], last["unseen"] = predict_scores(clf, feats.test_seen), predict_scores(clf, feats.test_unseen)
+        curve[epoch] = gzsl_row(bench, classes, seen_cols, last["seen"], last["unseen"], gamma, search_gamma)
+
+    fit_softmax(x, y_idx, len(classes), replace(cfg, epochs=epochs), on_epoch=on_epoch)
+    predictions = {"test_seen_y": bench.test_seen_y, "test_seen_pred": classes[last["seen"].argmax(1).cpu().numpy()],
+                   "test_unseen_y": bench.test_unseen_y, "test_unseen_pred": classes[last["unseen"].argmax(1).cpu().numpy()],
+                   "seen": bench.seen, "unseen": bench.unseen}
+    return curve, predictions
+
+
+def test_selected(curve: list[dict]) -> dict:
+    """The literature's protocol, reported under its own name: the best epoch on the test set."""
+    with_t1 = [r for r in curve if "T1" in r]
+    best_h = max((r for r in curve if "H" in r), key=lambda r: r["H"])
+    best_t1 = max(with_t1, key=lambda r: r["T1"])
+    return {"T1": best_t1["T1"], "U": best_h["U"], "S": best_h["S"], "H": best_h["H"],
+            "epoch_T1": best_t1["epoch"], "epoch_H": best_h["epoch"]}
+
+
 def evaluate(bench: Benchmark, model: GenerativeModel, syn_x: np.ndarray, syn_y: np.ndarray,
              cfg: ClassifyConfig, device: torch.device, epochs: dict | None = None,
              gamma: float | None = None, search_gamma: bool = False) -> tuple[dict, list[dict], dict]:
@@ -57,73 +156,21 @@ def evaluate(bench: Benchmark, model: GenerativeModel, syn_x: np.ndarray, syn_y:
     ``epochs``: ``{"zsl": n, "gzsl": m}`` classifier epochs (default ``cfg.epochs`` for both).
     ``gamma``: apply calibrated stacking with this constant (columns ``*_cs``).
     ``search_gamma``: on validation data, also find the best gamma at every epoch.
+    The headline metrics are those after the given epoch counts; ``test_selected`` holds the
+    best epochs on the test set.
     """
     epochs = epochs or {"zsl": cfg.epochs, "gzsl": cfg.epochs}
+    feats = mfim_features(bench, model, syn_x, cfg, device)
+    zsl = zsl_curve(bench, feats, syn_y, cfg, epochs["zsl"])  # fitted first: the random stream's order
+    gzsl, predictions = gzsl_curve(bench, feats, syn_y, cfg, epochs["gzsl"], gamma, search_gamma)
+    curve = [{"epoch": e, **zsl.get(e, {}), **gzsl.get(e, {})} for e in sorted(zsl.keys() | gzsl.keys())]
 
-    def t(a: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(a, device=device)
-
-    train_x, syn_xt = t(bench.train_x), t(syn_x)
-    scales = mfim.fit_scales(model, torch.cat([train_x, syn_xt]), cfg.mfim_levels, cfg.mfim_per_sample)
-
-    def phi(x: torch.Tensor) -> torch.Tensor:  # (n, d_feat) -> (n, d_mfim)
-        return mfim.integrate(model, x, cfg.mfim_levels, scales, cfg.mfim_per_sample)
-
-    syn_phi, test_seen, test_unseen = phi(syn_xt), phi(t(bench.test_seen_x)), phi(t(bench.test_unseen_x))
-    history: dict[int, dict] = {}
-    predictions: dict[str, np.ndarray] = {}
-
-    # ZSL: unseen classes only
-    unseen = np.sort(bench.unseen)
-
-    def zsl_epoch(epoch: int, clf) -> None:
-        pred = unseen[predict_scores(clf, test_unseen).argmax(1).cpu().numpy()]
-        history.setdefault(epoch, {"epoch": epoch})["T1"] = per_class_accuracy(bench.test_unseen_y, pred)
-
-    fit_softmax(syn_phi, t(_index(unseen, syn_y)), len(unseen), replace(cfg, epochs=epochs["zsl"]), on_epoch=zsl_epoch)
-
-    # GZSL: all classes, real seen + synthetic unseen
-    classes = np.union1d(bench.seen, bench.unseen)
-    seen_cols = t(np.isin(classes, bench.seen))
-    gx = torch.cat([phi(train_x), syn_phi])
-    gy = t(_index(classes, np.concatenate([bench.train_y, syn_y])))
-
-    def scores_of(pred_seen: torch.Tensor, pred_unseen: torch.Tensor) -> dict:
-        return gzsl_scores(bench.test_seen_y, classes[pred_seen.cpu().numpy()],
-                           bench.test_unseen_y, classes[pred_unseen.cpu().numpy()])
-
-    def gzsl_epoch(epoch: int, clf) -> None:
-        ss, su = predict_scores(clf, test_seen), predict_scores(clf, test_unseen)
-        row = history.setdefault(epoch, {"epoch": epoch})
-        row.update(scores_of(ss.argmax(1), su.argmax(1)))
-        if gamma is not None:
-            cs = scores_of(calibrated_predictions(ss, seen_cols, gamma), calibrated_predictions(su, seen_cols, gamma))
-            row.update({f"{k}_cs": v for k, v in cs.items()})
-        if search_gamma:
-            both = torch.cat([ss, su])
-            best = max(((g, scores_of(calibrated_predictions(ss, seen_cols, g), calibrated_predictions(su, seen_cols, g)))
-                        for g in gamma_grid(both, seen_cols)), key=lambda gs: gs[1]["H"])
-            row.update({"gamma": float(best[0]), **{f"{k}_cs": v for k, v in best[1].items()}})
-        if epoch == epochs["gzsl"]:
-            predictions.update(test_seen_y=bench.test_seen_y, test_seen_pred=classes[ss.argmax(1).cpu().numpy()],
-                               test_unseen_y=bench.test_unseen_y, test_unseen_pred=classes[su.argmax(1).cpu().numpy()],
-                               seen=bench.seen, unseen=bench.unseen)
-
-    fit_softmax(gx, gy, len(classes), replace(cfg, epochs=epochs["gzsl"]), on_epoch=gzsl_epoch)
-
-    curve = [history[e] for e in sorted(history)]
-    zsl_row, gzsl_row = history[epochs["zsl"]], history[epochs["gzsl"]]
-    metrics = {"T1": zsl_row["T1"], **{k: gzsl_row[k] for k in ("U", "S", "H")},
+    last = gzsl[epochs["gzsl"]]
+    metrics = {"T1": zsl[epochs["zsl"]]["T1"], **{k: last[k] for k in ("U", "S", "H")},
                "epochs_zsl": epochs["zsl"], "epochs_gzsl": epochs["gzsl"]}
     if gamma is not None:
-        metrics["calibrated"] = {"gamma": gamma, **{k: gzsl_row[f"{k}_cs"] for k in ("U", "S", "H")}}
-    # labelled literature protocol: the best epoch chosen on the test set itself
-    with_t1 = [r for r in curve if "T1" in r]
-    with_h = [r for r in curve if "H" in r]
-    best_h = max(with_h, key=lambda r: r["H"])
-    metrics["test_selected"] = {"T1": max(r["T1"] for r in with_t1), "U": best_h["U"], "S": best_h["S"],
-                                "H": best_h["H"], "epoch_T1": max(with_t1, key=lambda r: r["T1"])["epoch"],
-                                "epoch_H": best_h["epoch"]}
+        metrics["calibrated"] = {"gamma": gamma, **{k: last[f"{k}_cs"] for k in ("U", "S", "H")}}
+    metrics["test_selected"] = test_selected(curve)
     return _rounded(metrics), [_rounded(r) for r in curve], predictions
 
 
@@ -157,3 +204,27 @@ def choose_on_validation(val: Benchmark, model: GenerativeModel, syn_x: np.ndarr
 def _rounded(d: dict) -> dict:
     return {k: _rounded(v) if isinstance(v, dict) else (round(v, 4) if isinstance(v, float) else v)
             for k, v in d.items()}
+
+
+def run_classify(bench: Benchmark, model: GenerativeModel, syn_x: np.ndarray, syn_y: np.ndarray, run: RunConfig,
+                 seed: int, validation: Validation | None) -> tuple[dict, list[dict], dict, dict | None]:
+    """Stage ``classify``: choices on the validation split (when ``classify`` needs them:
+    :func:`bsegn.evaluate.validation_needed`), then the test metrics.
+
+    Returns ``(metrics, per-epoch curve, predictions, validation selection or None)``.
+    """
+    cfg = run.classify
+    if validation_needed(cfg) != (validation is not None):
+        raise ValueError("run_classify: pass the train_val results exactly when "
+                         "classify.select_epochs is 'val' or classify.calibration is on")
+    selection = None
+    if validation is not None:
+        seed_everything(seed)
+        selection = choose_on_validation(validation.bench, validation.model, validation.syn_x, validation.syn_y,
+                                         cfg, run.device)
+    seed_everything(seed)
+    metrics, curve, predictions = evaluate(
+        bench, model, syn_x, syn_y, cfg, run.device,
+        epochs=selection["epochs"] if selection else None,
+        gamma=selection["gamma"] if selection and cfg.calibration else None)
+    return metrics, curve, predictions, selection

@@ -28,7 +28,7 @@ def wgan_critic_terms(critic, real: torch.Tensor, fake: torch.Tensor, a: torch.T
 def contrastive_f2s(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Feature -> semantics: each feature against every class vector, its own class positive.
 
-    ``logits``: (n, n_cls) from :meth:`FEM.scores`; ``y``: (n,) class ids. A cross-entropy.
+    ``logits``: (n, n_cls), :func:`bsegn.nets.cosine_logits` of the FEM embeddings; ``y``: (n,) class ids. A cross-entropy.
     """
     return F_.cross_entropy(logits, y)
 

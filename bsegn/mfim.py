@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F_
 
 from .config import ConfigError
-from .trainer import GenerativeModel
+from .model import GenerativeModel
 
 
 @torch.no_grad()

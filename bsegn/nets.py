@@ -75,20 +75,16 @@ class SemanticDecoder(nn.Module):
 
 
 class FEM(nn.Module):
-    """Feature-to-semantic embedding: ``scores(x, A)[i, c] = cos(F(x_i), a_c) / tau``."""
+    """Feature-to-semantic embedding F; a feature's class scores are
+    ``cosine_logits(F(x), A, tau)[i, c] = cos(F(x_i), a_c) / tau``."""
 
-    def __init__(self, d_feat: int, d_att: int, d_hidden: int, temperature: float):
+    def __init__(self, d_feat: int, d_att: int, d_hidden: int):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(d_feat, d_hidden), nn.LeakyReLU(0.2), nn.Linear(d_hidden, d_att))
-        self.temperature = temperature
         _init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (n, d_att)
-
-    def scores(self, x: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
-        """(n, n_cls) similarity logits of features ``x`` against class vectors ``att``."""
-        return cosine_logits(self(x), att, self.temperature)
 
 
 def cosine_logits(emb: torch.Tensor, att: torch.Tensor, temperature: float) -> torch.Tensor:

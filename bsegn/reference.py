@@ -21,7 +21,8 @@ import torch.nn.functional as F_
 from . import losses
 from .config import TrainConfig
 from .data import Benchmark
-from .trainer import EpochHook, GenerativeModel, TrainState, _finish, _step, decoder_step, fem_loss, setup
+from .model import GenerativeModel
+from .trainer import EpochHook, TrainState, _finish, _step, decoder_step, fem_loss, setup
 
 
 def critic_step(s: TrainState) -> dict[str, torch.Tensor]:

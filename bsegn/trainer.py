@@ -19,7 +19,6 @@ host sync per step) that the benchmark (:mod:`bsegn.bench`) and the tests compar
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,53 +31,11 @@ from . import checkpoint, losses
 from .config import TrainConfig
 from .data import Benchmark
 from .errors import PipelineError
-from .io import atomic_path
-from .nets import FEM, Critic, Encoder, Generator, SemanticDecoder, SoftmaxClassifier, cosine_logits
+from .model import GenerativeModel, build_model
+from .pipeline import RunConfig, Validation, run_generate
+from .nets import Critic, Encoder, SoftmaxClassifier, cosine_logits
 from .progress import Progress
 from .runtime import seed_everything
-
-
-@dataclass
-class GenerativeModel:
-    """What the train stage saves: everything later stages need, nothing more."""
-
-    cfg: TrainConfig
-    generator: Generator
-    decoder: SemanticDecoder  # cycle branch R; always trained (cheap), used by the mFIM
-    fem: FEM | None
-
-    def save(self, path: str | Path) -> None:
-        payload = {
-            "cfg": dataclasses.asdict(self.cfg),
-            "dims": {"d_noise": self.generator.d_noise, "d_att": self.decoder.out.out_features,
-                     "d_feat": self.decoder.hidden[0].in_features},
-            "generator": self.generator.state_dict(),
-            "decoder": self.decoder.state_dict(),
-            "fem": None if self.fem is None else self.fem.state_dict(),
-        }
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:  # via a handle: torch would embed the (random) temp name
-                torch.save(payload, fh)
-
-    @classmethod
-    def load(cls, path: str | Path, device: torch.device) -> "GenerativeModel":
-        payload = torch.load(path, map_location=device, weights_only=True)
-        cfg = TrainConfig(**payload["cfg"])
-        model = build_model(cfg, **payload["dims"])
-        model.generator.load_state_dict(payload["generator"])
-        model.decoder.load_state_dict(payload["decoder"])
-        if model.fem is not None:
-            model.fem.load_state_dict(payload["fem"])
-        for net in (model.generator, model.decoder, model.fem):
-            if net is not None:
-                net.to(device).eval()
-        return model
-
-
-def build_model(cfg: TrainConfig, d_noise: int, d_att: int, d_feat: int) -> GenerativeModel:
-    fem = FEM(d_feat, d_att, cfg.fem_hidden, cfg.fem_temperature) if cfg.fem else None
-    return GenerativeModel(cfg, Generator(d_noise, d_att, cfg.hidden, d_feat),
-                           SemanticDecoder(d_feat, d_att, cfg.hidden), fem)
 
 
 def _adam(params, lr: float, beta1: float, fast: bool = True) -> torch.optim.Adam:
@@ -461,12 +418,15 @@ def train_many(bench: Benchmark, cfg: TrainConfig, device: torch.device, seeds: 
     return _loop(states, graphs, label, on_epoch)
 
 
-@torch.no_grad()
-def generate(model: GenerativeModel, att: torch.Tensor, classes: torch.Tensor, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``per_class`` synthetic features for each class id in ``classes``.
+def run_train(bench: Benchmark, run: RunConfig, seed: int, label: str = "train",
+              checkpoint_path: Path | None = None) -> tuple[GenerativeModel, list[dict]]:
+    """Stage ``train``: the generative model on ``bench``'s seen classes, and its loss log."""
+    seed_everything(seed)
+    return train(bench, run.train, run.device, label=label, checkpoint_path=checkpoint_path)
 
-    ``att``: (n_cls, d_att). Returns x: (len(classes) * per_class, d_feat) and y class ids.
-    """
-    y = classes.repeat_interleave(per_class)
-    z = torch.randn(len(y), model.generator.d_noise, device=att.device)  # the global stream, seeded by the stage
-    return model.generator(z, att[y]), y
+
+def run_train_val(val: Benchmark, run: RunConfig, seed: int, label: str = "train_val",
+                  checkpoint_path: Path | None = None) -> Validation:
+    """Stage ``train_val``: train and generate as above, on the class-level validation split."""
+    model, _ = run_train(val, run, seed, label, checkpoint_path)
+    return Validation(val, model, *run_generate(val, model, run, seed))

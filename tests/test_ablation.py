@@ -1,19 +1,20 @@
 """The ablation grid's plumbing: overrides, DVC queue commands, collecting experiments."""
 
+import pytest
 import yaml
 
 from bsegn import ablation
-from bsegn.config import load_params, stage_config
+from bsegn.config import apply_overrides, load_params, stage_config
 
 
 def test_variant_overrides_apply_to_the_dataset_block():
     params = load_params("params.yaml")
-    p = ablation.apply(params, ablation.overrides("bsegn", "SYN"))
+    p = apply_overrides(params, ablation.overrides("bsegn", "SYN"))
     train, classify = stage_config(p, "train", "SYN"), stage_config(p, "classify", "SYN")
     assert train.fem and train.cycle and classify.mfim_levels == ["semantic", "fem"]
     assert stage_config(p, "train", "SYN").lr == stage_config(params, "train", "SYN").lr  # rest untouched
     assert stage_config(params, "train", "SYN").fem  # shipped params: BSeGN; the original is not modified
-    base = ablation.apply(params, ablation.overrides("baseline", "SYN"))
+    base = apply_overrides(params, ablation.overrides("baseline", "SYN"))
     # the baseline switches everything off explicitly, whatever params.yaml ships
     assert not stage_config(base, "train", "SYN").fem and not stage_config(base, "train", "SYN").cycle
     assert stage_config(base, "classify", "SYN").mfim_levels == ["visual"]
@@ -34,7 +35,16 @@ def test_collect_reads_exp_show_json():
             "SYN": {"T1": 60.0, "U": 40.0, "S": 90.0, "H": h}}}},
             "params": {"params.yaml": {"data": {"base": {"seeds": [0, 1, 2]}}}}}}
     shown = [{"rev": "workspace", "data": {"rev": "workspace"}, "experiments": [
-        {"revs": [rev("abl-fem-SYN", 50.0)]}, {"revs": [rev("abl-cycle-mfim-SYN", 45.0)]}]}]
+        {"revs": [rev("abl-fem-SYN", 50.0)]}, {"revs": [rev("abl-cycle+mfim-SYN", 45.0)]},
+        {"revs": [rev("abl-bsegn-s2f-SYN_SHIFT", 40.0)]}]}]
     df = ablation.collect_experiments(shown)
-    assert list(df["variant"]) == ["fem", "cycle-mfim"]
-    assert list(df["H"]) == [50.0, 45.0] and set(df["seeds"]) == {3}
+    assert list(df["variant"]) == ["fem", "cycle+mfim", "bsegn-s2f"]
+    assert list(df["H"]) == [50.0, 45.0, 40.0] and set(df["seeds"]) == {3}
+
+
+@pytest.mark.parametrize("variant", list(ablation.VARIANTS))
+@pytest.mark.parametrize("dataset", ["SYN", "SYN_SHIFT", "CUB"])
+def test_queued_names_map_back_to_their_variants(variant, dataset):
+    """Each variant's queued experiment name is read back as that variant, not a neighbour."""
+    name = ablation.queue_commands(dataset, [0], [variant])[0][5]
+    assert ablation.variant_of(name) == variant

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
+from bsegn import config
 from bsegn.config import ConfigError, load_params, stage_config, validate_all
 
 PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -188,3 +191,40 @@ def test_fem_level_without_a_trained_fem_fails_before_any_stage_runs():
     params["train"]["common"]["fem"] = False
     with pytest.raises(ConfigError, match=r"classify.SYN.mfim_levels includes 'fem' but train.SYN.fem is false"):
         validate_all(params)
+
+
+def _leaf_keys(params: dict) -> list[str]:
+    """Every key of params.yaml that a config dataclass field reads, as a dotted path."""
+    keys = [f"base.{k}" for k in params["base"]] + [f"prepare.{k}" for k in params["prepare"]]
+    keys += [f"download.{k}" for k in params["download"] if k != "sources"]
+    keys += [f"download.sources.SYN.synthetic.{k}" for k in params["download"]["sources"]["SYN"]["synthetic"]]
+    keys += [f"{section}.common.{k}" for section in ("train", "generate", "classify") for k in params[section]["common"]]
+    return keys
+
+
+@pytest.mark.parametrize("key", _leaf_keys(load_params(PARAMS_FILE)))
+def test_every_key_missing_from_params_is_an_error_naming_it(key):
+    """params.yaml is the one source of defaults: delete any key and validation names it."""
+    params = load_params(PARAMS_FILE)
+    *parents, leaf = key.split(".")
+    node = params
+    for p in parents:
+        node = node[p]
+    del node[leaf]
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: missing"):
+        validate_all(params)
+
+
+def test_config_dataclasses_carry_no_defaults():
+    """No dataclass default can disagree with params.yaml. The only exceptions are the
+    kind-specific keys of a download source, which are absent rather than defaulted."""
+    absent_allowed = {("SourceConfig", "url"), ("SourceConfig", "sha256"), ("SourceConfig", "path"),
+                      ("SourceConfig", "synthetic")}
+    for cls in (config.BaseConfig, config.SyntheticConfig, config.SourceConfig, config.DownloadConfig,
+                config.PrepareConfig, config.TrainConfig, config.GenerateConfig, config.ClassifyConfig):
+        for f in dataclasses.fields(cls):
+            has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+            if (cls.__name__, f.name) in absent_allowed:
+                assert f.default is None, (cls.__name__, f.name)
+            else:
+                assert not has_default, f"{cls.__name__}.{f.name} has a default; params.yaml is the place for it"

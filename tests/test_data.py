@@ -19,6 +19,7 @@ from bsegn.data import (
     read_splits,
     save_prepared,
 )
+from shipped import prepare_cfg
 
 # --------------------------------------------------------------------------- tiny dataset
 #
@@ -33,7 +34,7 @@ SEEN, UNSEEN, VAL = [0, 1, 3, 4], [2, 5], [3]
 NAMES = [f"class_{c}" for c in range(N_CLS)]
 N = N_CLS * PER_CLASS
 ID_DIM = D_FEAT - 1
-UNSCALED = PrepareConfig(feature_scaling="none", normalize_attributes=False, val_seen_fraction=0.25)
+UNSCALED = prepare_cfg(feature_scaling="none", normalize_attributes=False, val_seen_fraction=0.25)
 
 
 def tiny_dataset() -> tuple[dict, dict]:
@@ -103,7 +104,7 @@ def loc_set(att_splits: dict, key: str) -> set[int]:
 
 
 def test_prepare_shapes_dtypes_and_classes(folder):
-    out = prepare(folder, PrepareConfig())
+    out = prepare(folder, prepare_cfg())
     assert set(out) == {"test", "val"}
     test = out["test"]
 
@@ -148,7 +149,7 @@ def test_minmax_is_fitted_on_the_training_split_only(tmp_path, raw):
     # dimension 0: training images span 2..10, one unseen test image has 14
     features[0, train] = np.linspace(2.0, 10.0, len(train))
     features[0, probe] = 14.0
-    test = prepare(write_dataset(tmp_path / "D", res101, att_splits), PrepareConfig())["test"]
+    test = prepare(write_dataset(tmp_path / "D", res101, att_splits), prepare_cfg())["test"]
 
     assert np.allclose(test.train_x.min(axis=0), 0.0)
     assert np.allclose(test.train_x.max(axis=0), 1.0)
@@ -164,13 +165,13 @@ def test_feature_scaling_none_leaves_features_unchanged(folder, raw):
 
 
 def test_attributes_l2_normalised(folder):
-    att = prepare(folder, PrepareConfig(normalize_attributes=True))["test"].att
+    att = prepare(folder, prepare_cfg(normalize_attributes=True))["test"].att
     assert np.allclose(np.linalg.norm(att, axis=1), 1.0, atol=1e-6)
 
 
 def test_attributes_untouched_without_normalisation(folder, raw):
     _, att_splits = raw
-    att = prepare(folder, PrepareConfig(normalize_attributes=False))["test"].att
+    att = prepare(folder, prepare_cfg(normalize_attributes=False))["test"].att
     assert np.allclose(att, att_splits["att"].T)
 
 
@@ -333,7 +334,7 @@ def test_unknown_class_in_class_list(tmp_path, raw):
 
 
 def test_save_and_load_prepared_round_trip(tmp_path, folder):
-    prepared = prepare(folder, PrepareConfig())
+    prepared = prepare(folder, prepare_cfg())
     path = tmp_path / "prepared.npz"
     save_prepared(path, prepared)
     for split in ("test", "val"):
@@ -345,7 +346,7 @@ def test_save_and_load_prepared_round_trip(tmp_path, folder):
 
 def test_load_prepared_unknown_split(tmp_path, folder):
     path = tmp_path / "prepared.npz"
-    save_prepared(path, prepare(folder, PrepareConfig()))
+    save_prepared(path, prepare(folder, prepare_cfg()))
     with pytest.raises(DataError, match="no split 'train'"):
         load_prepared(path, "train")
 

@@ -14,11 +14,11 @@ import scipy.io as sio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bsegn.config import PrepareConfig, SyntheticConfig
 from bsegn.data import DataError, prepare
 from bsegn.synthetic import make_benchmark
+from shipped import prepare_cfg, synthetic_cfg
 
-TINY = SyntheticConfig(seed=5, n_seen=6, n_unseen=3, n_val=2, per_class=12, d_att=4, d_latent=3, d_feat=8)
+TINY = synthetic_cfg(seed=5, n_seen=6, n_unseen=3, n_val=2, per_class=12, d_att=4, d_latent=3, d_feat=8)
 RES101, ATT_SPLITS = make_benchmark(TINY)
 KEYS = {"res101.mat": ["features", "labels"],
         "att_splits.mat": ["att", "trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc"]}
@@ -77,7 +77,7 @@ def test_broken_benchmark_files_give_one_line_errors(tmp_path_factory, data):
         raw = (folder / name).read_bytes()
         (folder / name).write_bytes(raw[:data.draw(st.integers(0, len(raw) - 1), label="length")])
     try:
-        prepared = prepare(folder, PrepareConfig())
+        prepared = prepare(folder, prepare_cfg())
     except DataError as err:
         message = str(err)
         assert message and "\n" not in message, message
@@ -90,4 +90,4 @@ def test_broken_benchmark_files_give_one_line_errors(tmp_path_factory, data):
 def test_the_untouched_benchmark_loads(tmp_path):
     write(tmp_path, "res101.mat", RES101)
     write(tmp_path, "att_splits.mat", ATT_SPLITS)
-    assert set(prepare(tmp_path, PrepareConfig())) == {"test", "val"}
+    assert set(prepare(tmp_path, prepare_cfg())) == {"test", "val"}

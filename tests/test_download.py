@@ -14,14 +14,15 @@ from pathlib import Path
 import pytest
 
 from bsegn import download
-from bsegn.config import SourceConfig, SyntheticConfig
+from bsegn.config import SourceConfig
 from bsegn.download import DownloadError, fetch_dataset
 from bsegn.synthetic import write_benchmark
+from shipped import synthetic_cfg
 
 def _tiny_benchmark() -> dict[str, bytes]:
     """Valid xlsa17 files of a tiny synthetic benchmark: fetch_dataset checks what it writes."""
     with tempfile.TemporaryDirectory() as tmp:
-        write_benchmark(SyntheticConfig(seed=2, n_seen=6, n_unseen=3, n_val=2, per_class=40, d_att=5,
+        write_benchmark(synthetic_cfg(seed=2, n_seen=6, n_unseen=3, n_val=2, per_class=40, d_att=5,
                                         d_latent=3, d_feat=64), tmp)
         return {name: (Path(tmp) / name).read_bytes() for name in ("res101.mat", "att_splits.mat")}
 

@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
-from bsegn.config import ClassifyConfig
 from bsegn.evaluate import calibrated_predictions, gamma_grid, select_on_validation
+from shipped import classify_cfg
 
 CURVE = [
     {"epoch": 1, "T1": 30.0, "H": 20.0, "gamma": 0.5, "H_cs": 25.0},
@@ -14,13 +14,13 @@ CURVE = [
 
 
 def test_val_selection_takes_the_best_validation_epochs_and_their_gamma():
-    sel = select_on_validation(CURVE, ClassifyConfig(epochs=3, select_epochs="val"))
+    sel = select_on_validation(CURVE, classify_cfg(epochs=3, select_epochs="val"))
     assert sel["epochs"] == {"zsl": 2, "gzsl": 3}
     assert sel["gamma"] == 0.1 and sel["val_H"] == 42.0 and sel["val_T1"] == 50.0
 
 
 def test_fixed_epochs_keep_the_configured_count_and_take_gamma_there():
-    sel = select_on_validation(CURVE, ClassifyConfig(epochs=2, select_epochs="fixed"))
+    sel = select_on_validation(CURVE, classify_cfg(epochs=2, select_epochs="fixed"))
     assert sel["epochs"] == {"zsl": 2, "gzsl": 2} and sel["gamma"] == 0.2
 
 

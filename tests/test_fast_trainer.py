@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from bsegn import reference, trainer
-from bsegn.config import PrepareConfig, SyntheticConfig, TrainConfig
 from bsegn.data import prepare
 from bsegn.runtime import seed_everything
 from bsegn.synthetic import write_benchmark
+from shipped import prepare_cfg, synthetic_cfg, train_cfg
 
-TINY_SYN = SyntheticConfig(seed=4, n_seen=6, n_unseen=3, n_val=2, per_class=16, d_att=5, d_latent=3, d_feat=12)
-FULL = TrainConfig(epochs=3, hidden=16, fem_hidden=16, lr=1e-3, fem=True, cycle=True, vae=True,
+TINY_SYN = synthetic_cfg(seed=4, n_seen=6, n_unseen=3, n_val=2, per_class=16, d_att=5, d_latent=3, d_feat=12)
+FULL = train_cfg(epochs=3, hidden=16, fem_hidden=16, lr=1e-3, fem=True, cycle=True, vae=True,
                    decoder_fakes=True, cls_pretrain_epochs=1, batch_size=16)
 CPU = torch.device("cpu")
 
@@ -27,7 +27,7 @@ CPU = torch.device("cpu")
 def bench(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny")
     write_benchmark(TINY_SYN, folder)
-    return prepare(folder, PrepareConfig())["test"]
+    return prepare(folder, prepare_cfg())["test"]
 
 
 def assert_histories_close(h1, h2, rel=1e-3, abs=1e-3):

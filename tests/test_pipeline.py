@@ -8,6 +8,7 @@ recomputed; bad input fails with a clear message and leaves nothing half-written
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -21,22 +22,32 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from bsegn import ablation
+from bsegn.config import apply_overrides
+from shipped import PARAMS, synthetic_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = [sys.executable, "-m", "dvc"]
 
-TINY = {
-    "base": {"datasets": ["TINY"], "seeds": [0, 1], "device": "cpu", "tf32": True},
-    "download": {"cache_dir": ".cache/downloads", "sources": {"TINY": {"kind": "synthetic", "synthetic": {
-        "seed": 1, "n_seen": 8, "n_unseen": 4, "n_val": 2, "per_class": 20, "d_att": 6, "d_latent": 4,
-        "d_feat": 16, "n_groups": 3}},
+def _tiny_params() -> dict:
+    """The shipped params.yaml, shrunk to a two-seed run on a tiny embedded benchmark. The
+    model is the shipped BSeGN (FEM, cycle, mFIM on), only smaller and shorter."""
+    p = copy.deepcopy(PARAMS)
+    p["base"].update(datasets=["TINY"], seeds=[0, 1], device="cpu")
+    syn = {**p["download"]["sources"]["SYN"]["synthetic"], "seed": 1, "n_seen": 8, "n_unseen": 4, "n_val": 2,
+           "per_class": 20, "d_att": 6, "d_latent": 4, "d_feat": 16, "n_groups": 3}
+    p["download"]["sources"] = {
+        "TINY": {"kind": "synthetic", "synthetic": syn},
         # a real-benchmark-like source on a host that never resolves: the offline case
-        "NONET": {"kind": "url", "url": "http://benchmarks.example.invalid/xlsa17.zip"}}},
-    "prepare": {"feature_scaling": "minmax", "normalize_attributes": True},
-    "train": {"common": {"epochs": 2, "hidden": 32, "fem_hidden": 32, "lr": 1e-3, "cls_pretrain_epochs": 2}},
-    "generate": {"common": {"syn_num": 20}},
-    "classify": {"common": {"epochs": 2}},
-}
+        "NONET": {"kind": "url", "url": "http://benchmarks.example.invalid/xlsa17.zip"}}
+    p["train"] = {"common": {**p["train"]["common"], "epochs": 2, "hidden": 32, "fem_hidden": 32, "lr": 1e-3,
+                             "decoder_lr": 1e-3, "fem_lr": 1e-3, "cls_pretrain_epochs": 2}}
+    p["generate"] = {"common": {**p["generate"]["common"], "syn_num": 20}}
+    p["classify"] = {"common": {**p["classify"]["common"], "epochs": 2}}
+    return p
+
+
+TINY = _tiny_params()
 
 
 def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -155,6 +166,24 @@ def test_training_param_reruns_train_onward(project):
     try:
         assert ran(sh(DVC + ["repro"], project)) == {"report"} | per_seed(
             "train", "generate", "train_val", "classify", "figures")
+    finally:
+        write_params(project, TINY)
+        sh(DVC + ["repro"], project)
+
+
+def test_in_process_ablation_gives_the_pipelines_metrics(project):
+    """One pipeline: the in-process ablation grid calls the stages' own functions, so a variant
+    gives there the metrics `dvc repro` gives. Checked for the shipped BSeGN and for the
+    f-CLSWGAN baseline, each set with the variant's overrides as the queued grid sets them;
+    this also runs the baseline end to end through DVC."""
+    prepared = str(project / "data/prepared/TINY.npz")
+    try:
+        for variant in ("bsegn", "baseline"):
+            write_params(project, apply_overrides(TINY, ablation.overrides(variant, "TINY")))
+            sh(DVC + ["repro", "classify@TINY-0"], project)
+            through_dvc = json.loads((project / "runs/TINY/seed0/metrics.json").read_text())
+            in_process = ablation._run_one((TINY, variant, "TINY", 0, prepared))
+            assert in_process == ablation.experiment_row(variant, "TINY", 0, through_dvc), variant
     finally:
         write_params(project, TINY)
         sh(DVC + ["repro"], project)
@@ -369,13 +398,12 @@ def test_offline_real_benchmark_switch_fails_fast_and_leaves_the_workspace(proje
 def test_replaced_local_archive_reruns_download(project):
     """An archive source kept in data/local/: a fixed copy at the same path reruns download
     (it used to say "didn't change, skipping" and keep the bad result)."""
-    from bsegn.config import SyntheticConfig
     from bsegn.synthetic import write_benchmark
     import zipfile
 
     def archive(seed: int) -> None:
         folder = project / f".cache/zip{seed}"
-        write_benchmark(SyntheticConfig(**{**TINY["download"]["sources"]["TINY"]["synthetic"], "seed": seed}), folder)
+        write_benchmark(synthetic_cfg(**{**TINY["download"]["sources"]["TINY"]["synthetic"], "seed": seed}), folder)
         with zipfile.ZipFile(project / "data/local/xlsa17.zip", "w") as zf:
             for name in ("res101.mat", "att_splits.mat"):
                 zf.write(folder / name, f"xlsa17/data/ZIPPED/{name}")

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import scipy.io as sio
 
-from bsegn.config import PrepareConfig, SyntheticConfig
 from bsegn.data import prepare
 from bsegn.synthetic import make_benchmark, write_benchmark
+from shipped import prepare_cfg, synthetic_cfg
 
-CFG = SyntheticConfig(seed=0)  # the SYN benchmark of params.yaml
-SHIFTED = SyntheticConfig(seed=0, shift=2.0, kinship=0.85)  # SYN_SHIFT
+CFG = synthetic_cfg("SYN")  # the benchmarks of params.yaml
+SHIFTED = synthetic_cfg("SYN_SHIFT")
 
 
 @pytest.fixture(scope="module")
@@ -34,21 +34,21 @@ def arrays_equal(a: dict, b: dict) -> bool:
 
 
 def test_same_config_gives_identical_arrays():
-    first, second = make_benchmark(CFG), make_benchmark(SyntheticConfig(seed=0))
+    first, second = make_benchmark(CFG), make_benchmark(synthetic_cfg(seed=0))
     assert arrays_equal(first[0], second[0])
     assert arrays_equal(first[1], second[1])
 
 
 def test_other_seed_gives_other_data():
     res_0, splits_0 = make_benchmark(CFG)
-    res_1, splits_1 = make_benchmark(SyntheticConfig(seed=1))
+    res_1, splits_1 = make_benchmark(synthetic_cfg(seed=1))
     assert not np.array_equal(res_0["features"], res_1["features"])
     assert not np.array_equal(splits_0["att"], splits_1["att"])
 
 
 def test_n_val_must_be_below_n_seen():
     with pytest.raises(ValueError, match="n_val"):
-        make_benchmark(SyntheticConfig(n_seen=4, n_val=4))
+        make_benchmark(synthetic_cfg(n_seen=4, n_val=4))
 
 
 # --------------------------------------------------------------------------- xlsa17 layout
@@ -97,7 +97,7 @@ def test_att_columns_unit_norm(written):
 
 def test_written_folder_prepares(written):
     folder = written[0]
-    out = prepare(folder, PrepareConfig())
+    out = prepare(folder, prepare_cfg())
     test, val = out["test"], out["val"]
     assert (len(test.seen), len(test.unseen)) == (CFG.n_seen, CFG.n_unseen)
     assert test.d_feat == CFG.d_feat and test.d_att == CFG.d_att
@@ -152,10 +152,9 @@ def test_attributes_predict_unseen_feature_means(cfg):
 
 def test_written_files_are_byte_identical_across_runs(tmp_path):
     """Same config -> same bytes, so DVC hashes match across machines and reruns."""
-    from bsegn.config import SyntheticConfig
     from bsegn.synthetic import write_benchmark
 
-    cfg = SyntheticConfig(seed=5, n_seen=6, n_unseen=3, n_val=2, per_class=12, d_feat=8, d_att=4)
+    cfg = synthetic_cfg(seed=5, n_seen=6, n_unseen=3, n_val=2, per_class=12, d_feat=8, d_att=4)
     write_benchmark(cfg, tmp_path / "a")
     write_benchmark(cfg, tmp_path / "b")
     for name in ("res101.mat", "att_splits.mat"):

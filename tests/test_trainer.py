@@ -6,21 +6,22 @@ import pytest
 import torch
 
 from bsegn import trainer
-from bsegn.config import ClassifyConfig, PrepareConfig, SyntheticConfig, TrainConfig
 from bsegn.data import prepare
 from bsegn.evaluate import evaluate
+from bsegn.model import GenerativeModel, generate
 from bsegn.runtime import seed_everything
 from bsegn.synthetic import write_benchmark
+from shipped import classify_cfg, prepare_cfg, synthetic_cfg, train_cfg
 
-TINY_SYN = SyntheticConfig(seed=3, n_seen=6, n_unseen=3, n_val=2, per_class=16, d_att=5, d_latent=3, d_feat=12)
-FULL = TrainConfig(epochs=2, hidden=16, fem_hidden=16, lr=1e-3, fem=True, cycle=True, vae=True, cls_pretrain_epochs=1)
+TINY_SYN = synthetic_cfg(seed=3, n_seen=6, n_unseen=3, n_val=2, per_class=16, d_att=5, d_latent=3, d_feat=12)
+FULL = train_cfg(epochs=2, hidden=16, fem_hidden=16, lr=1e-3, fem=True, cycle=True, vae=True, cls_pretrain_epochs=1)
 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny")
     write_benchmark(TINY_SYN, folder)
-    return prepare(folder, PrepareConfig())["test"]
+    return prepare(folder, prepare_cfg())["test"]
 
 
 def snapshot(module):
@@ -76,9 +77,9 @@ def _train_and_evaluate(bench):
     seed_everything(7)
     model, history = trainer.train(bench, FULL, torch.device("cpu"))
     seed_everything(7)
-    x, y = trainer.generate(model, torch.as_tensor(bench.att), torch.as_tensor(bench.unseen), 10)
+    x, y = generate(model, torch.as_tensor(bench.att), torch.as_tensor(bench.unseen), 10)
     metrics, _, _ = evaluate(bench, model, x.numpy(), y.numpy(),
-                          ClassifyConfig(epochs=2, mfim_levels=["visual", "hidden", "semantic", "fem"]),
+                          classify_cfg(epochs=2, mfim_levels=["visual", "hidden", "semantic", "fem"]),
                           torch.device("cpu"))
     return model, history, x, metrics
 
@@ -97,7 +98,7 @@ def test_save_and_load_round_trip(bench, tmp_path):
     seed_everything(1)
     model, _ = trainer.train(bench, dataclasses.replace(FULL, epochs=1), torch.device("cpu"))
     model.save(tmp_path / "model.pt")
-    loaded = trainer.GenerativeModel.load(tmp_path / "model.pt", torch.device("cpu"))
+    loaded = GenerativeModel.load(tmp_path / "model.pt", torch.device("cpu"))
     x = torch.as_tensor(bench.test_seen_x[:4])
     assert torch.equal(model.decoder(x)[0], loaded.decoder(x)[0])
     assert torch.equal(model.fem(x), loaded.fem(x))
