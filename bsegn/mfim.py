@@ -21,36 +21,34 @@ from .config import ConfigError
 from .model import GenerativeModel
 
 
-@torch.no_grad()
 def levels(model: GenerativeModel, x: torch.Tensor, names: list[str]) -> list[torch.Tensor]:
-    """The requested views of ``x``: (n, d_feat) -> list of (n, d_level)."""
+    """The requested views of ``x``: (n, d_feat) -> list of (n, d_level), without gradients."""
     out = []
-    for name in names:
-        if name == "visual":
-            out.append(x)
-        elif name in ("hidden", "semantic"):
-            a_hat, h = model.decoder(x)
-            out.append(h if name == "hidden" else a_hat)
-        elif name == "fem":
-            if model.fem is None:
-                raise ConfigError("classify.mfim_levels includes 'fem' but the model was trained with "
-                                 "train.fem: false; turn the FEM on or drop the level")
-            out.append(model.fem(x))
-        else:
-            raise ConfigError(f"classify.mfim_levels: unknown level {name!r}")
+    with torch.no_grad():  # (a context, not a decorator: the mutation tester skips decorated functions)
+        for name in names:
+            if name == "visual":
+                out.append(x)
+            elif name in ("hidden", "semantic"):
+                a_hat, h = model.decoder(x)
+                out.append(h if name == "hidden" else a_hat)
+            elif name == "fem":
+                if model.fem is None:
+                    raise ConfigError("classify.mfim_levels includes 'fem' but the model was trained with "
+                                      "train.fem: false; turn the FEM on or drop the level")
+                out.append(model.fem(x))
+            else:
+                raise ConfigError(f"classify.mfim_levels: unknown level {name!r}")
     return out
 
 
-@torch.no_grad()
 def fit_scales(model: GenerativeModel, x_fit: torch.Tensor, names: list[str], per_sample: bool = False) -> list[float]:
     """One scale per level so each has the mean norm of the visual features of ``x_fit``."""
-    ref = x_fit.norm(dim=1).mean()
+    ref = x_fit.detach().norm(dim=1).mean()
     if per_sample:
         return [float(ref)] * len(names)
     return [float(ref / lvl.norm(dim=1).mean().clamp_min(1e-12)) for lvl in levels(model, x_fit, names)]
 
 
-@torch.no_grad()
 def integrate(model: GenerativeModel, x: torch.Tensor, names: list[str], scales: list[float],
               per_sample: bool = False) -> torch.Tensor:
     """(n, d_feat) -> (n, sum of level dims): the scaled levels side by side.

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from bsegn import evaluate, losses, mfim, trainer
+from bsegn import evaluate, losses, mfim, pipeline, trainer
 from bsegn.data import prepare
+from bsegn.metrics import gzsl_scores
 from bsegn.model import generate
 from bsegn.runtime import seed_everything
 from bsegn.synthetic import write_benchmark
-from shipped import classify_cfg, prepare_cfg, synthetic_cfg, train_cfg
+from shipped import classify_cfg, generate_cfg, prepare_cfg, synthetic_cfg, train_cfg
 
 CPU = torch.device("cpu")
 TINY_SYN = synthetic_cfg(seed=6, n_seen=6, n_unseen=3, n_val=2, per_class=16, d_att=5, d_latent=3, d_feat=12)
@@ -236,3 +237,74 @@ def test_classifiers_train_on_the_sets_the_protocol_names(bench, model, monkeypa
     assert set(classes[gy[:n_train].numpy()]) == set(bench.seen) and (classes[gy[:n_train].numpy()] == bench.train_y).all()
     assert set(classes[gy[n_train:].numpy()]) == set(bench.unseen)
     assert torch.allclose(gx[n_train:], zx)  # the same synthetic features in both
+
+
+# --------------------------------------------------------------------------- the stages' functions
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_splits")
+    write_benchmark(TINY_SYN, folder)
+    return prepare(folder, prepare_cfg())
+
+
+@pytest.mark.parametrize("select_epochs", ["fixed", "val"])
+def test_stage_functions_chain_into_consistent_metrics(splits, select_epochs):
+    """train -> generate -> train_val -> classify, as the stages run them: shapes, the
+    validation choices and the headline metrics agree with the curves they come from."""
+    test, val = splits["test"], splits["val"]
+    run = pipeline.RunConfig(CFG, generate_cfg(syn_num=10), classify_cfg(epochs=4, select_epochs=select_epochs), CPU)
+    model, history = trainer.run_train(test, run, seed=0)
+    assert [r["epoch"] for r in history] == list(range(1, CFG.epochs + 1))
+    assert {"wasserstein", "decoder", "fem", "g_adv", "vae", "g_cls", "g_cycle", "g_fem"} <= set(history[0])
+    x, y = pipeline.run_generate(test, model, run, seed=0)
+    assert x.shape == (10 * len(test.unseen), test.d_feat) and (np.unique(y, return_counts=True)[1] == 10).all()
+    assert set(y) == set(test.unseen)
+    validation = trainer.run_train_val(val, run, seed=0)
+    assert validation.bench is val and set(validation.syn_y) == set(val.unseen) and len(validation.syn_x) == 10 * len(val.unseen)
+    with pytest.raises(ValueError, match="train_val"):
+        evaluate.run_classify(test, model, x, y, run, 0, None)
+
+    metrics, curve, predictions, selection = evaluate.run_classify(test, model, x, y, run, 0, validation)
+    val_curve = selection["curve"]
+    assert [r["epoch"] for r in val_curve] == [1, 2, 3, 4]
+    if select_epochs == "val":
+        assert selection["epochs"] == {"zsl": max(val_curve, key=lambda r: r["T1"])["epoch"],
+                                       "gzsl": max(val_curve, key=lambda r: r["H"])["epoch"]}
+    else:
+        assert selection["epochs"] == {"zsl": 4, "gzsl": 4}
+    gzsl_row = next(r for r in val_curve if r["epoch"] == selection["epochs"]["gzsl"])
+    assert selection["gamma"] == gzsl_row["gamma"] and selection["val_H_cs"] == gzsl_row["H_cs"]
+
+    # the classifiers ran for the chosen epochs; the headline is that epoch's row of the curve
+    assert (metrics["epochs_zsl"], metrics["epochs_gzsl"]) == (selection["epochs"]["zsl"], selection["epochs"]["gzsl"])
+    assert [r["epoch"] for r in curve] == list(range(1, max(selection["epochs"].values()) + 1))
+    last = next(r for r in curve if r["epoch"] == metrics["epochs_gzsl"])
+    assert metrics["T1"] == next(r for r in curve if r["epoch"] == metrics["epochs_zsl"])["T1"]
+    assert (metrics["U"], metrics["S"], metrics["H"]) == (last["U"], last["S"], last["H"])
+    assert metrics["calibrated"] == {"gamma": selection["gamma"], "U": last["U_cs"], "S": last["S_cs"], "H": last["H_cs"]}
+    best = max(curve, key=lambda r: r["H"])
+    assert metrics["test_selected"] == {"T1": max(r["T1"] for r in curve), "U": best["U"], "S": best["S"],
+                                        "H": best["H"], "epoch_T1": max(curve, key=lambda r: r["T1"])["epoch"],
+                                        "epoch_H": best["epoch"]}
+    # the predictions are the headline classifier's: they give its U and S
+    scores = gzsl_scores(predictions["test_seen_y"], predictions["test_seen_pred"],
+                         predictions["test_unseen_y"], predictions["test_unseen_pred"])
+    if select_epochs == "fixed":
+        assert round(scores["U"], 4) == metrics["U"] and round(scores["S"], 4) == metrics["S"]
+    assert set(predictions["test_unseen_pred"]) <= set(test.seen) | set(test.unseen)
+    assert (predictions["seen"] == test.seen).all() and (predictions["unseen"] == test.unseen).all()
+    # and the same seed gives the same numbers
+    assert evaluate.run_classify(test, model, x, y, run, 0, validation)[0] == metrics
+
+
+def test_evaluate_without_calibration_reports_none(splits, model):
+    test = splits["test"]
+    seed_everything(3)
+    x, y = generate(model, torch.as_tensor(test.att), torch.as_tensor(test.unseen), 10)
+    metrics, curve, _ = evaluate.evaluate(test, model, x.numpy(), y.numpy(), classify_cfg(epochs=2), CPU,
+                                          epochs={"zsl": 1, "gzsl": 2})
+    assert "calibrated" not in metrics and not any(k.endswith("_cs") for r in curve for k in r)
+    assert curve[0].keys() == {"epoch", "T1", "U", "S", "H"} and curve[1].keys() == {"epoch", "U", "S", "H"}
+    assert all(0.0 <= r[k] <= 100.0 for r in curve for k in r if k != "epoch")
