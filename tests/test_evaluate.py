@@ -32,3 +32,15 @@ def test_calibrated_stacking_moves_predictions_off_seen_classes():
     assert calibrated_predictions(scores, seen_cols, 0.3).tolist() == [2, 0]
     grid = gamma_grid(scores, seen_cols)
     assert 0.0 in grid and np.isclose(grid.max(), np.log(0.9 / 0.05))
+
+
+def test_gamma_grid_spans_the_leads_with_n_quantiles():
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randn(500, 6, generator=gen)
+    seen_cols = torch.tensor([True, True, True, False, False, False])
+    lead = (scores[:, :3].max(1).values - scores[:, 3:].max(1).values).numpy()
+    grid = gamma_grid(scores, seen_cols, n=11)
+    assert 0.0 in grid and len(grid) == 12  # 11 distinct quantiles and 0
+    assert np.isclose(grid.min(), lead.min()) and np.isclose(grid.max(), lead.max())
+    assert np.isclose(np.median(grid[grid != 0.0]), np.median(lead), atol=1e-6) or np.any(np.isclose(grid, np.median(lead)))
+    assert len(gamma_grid(scores, seen_cols)) == 42  # the default: 41 quantiles and 0

@@ -119,3 +119,21 @@ def test_kl_and_reconstruction():
     assert losses.kl_divergence(torch.tensor([[1.0]]), torch.tensor([[0.0]])).item() == pytest.approx(0.5)
     pred, target = torch.tensor([[1.0, 2.0], [0.0, 0.0]]), torch.tensor([[0.0, 0.0], [0.0, 3.0]])
     assert losses.reconstruction_loss(pred, target).item() == pytest.approx((5 + 9) / 2)
+
+
+def test_kl_matches_torch_distributions():
+    """Against an independent implementation: sum over dims of KL(N(mu, sigma) || N(0, 1)),
+    mean over the batch."""
+    mu = torch.tensor([[1.0, -0.5, 0.2], [0.0, 2.0, -1.0]])
+    logvar = torch.tensor([[0.3, -1.0, 0.0], [1.2, 0.1, -0.4]])
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    expected = torch.distributions.kl_divergence(q, p).sum(1).mean()
+    assert losses.kl_divergence(mu, logvar).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_balance_with_only_unseen_features_in_the_batch():
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 2.0, 0.0]])
+    value = losses.balance_loss(logits, UNSEEN, torch.tensor([True, True]))
+    _, log_u = losses.domain_log_mass(logits, UNSEEN)
+    assert torch.isfinite(value) and value.item() == pytest.approx((-log_u).mean().item(), rel=1e-6)

@@ -16,6 +16,7 @@ from bsegn import evaluate, losses, mfim, pipeline, trainer
 from bsegn.data import prepare
 from bsegn.metrics import gzsl_scores
 from bsegn.model import generate
+from bsegn.nets import cosine_logits
 from bsegn.runtime import seed_everything
 from bsegn.synthetic import write_benchmark
 from shipped import classify_cfg, generate_cfg, prepare_cfg, synthetic_cfg, train_cfg
@@ -249,12 +250,13 @@ def splits(tmp_path_factory):
     return prepare(folder, prepare_cfg())
 
 
-@pytest.mark.parametrize("select_epochs", ["fixed", "val"])
-def test_stage_functions_chain_into_consistent_metrics(splits, select_epochs):
+@pytest.mark.parametrize("select_epochs, calibration", [("fixed", True), ("val", True), ("val", False)])
+def test_stage_functions_chain_into_consistent_metrics(splits, select_epochs, calibration):
     """train -> generate -> train_val -> classify, as the stages run them: shapes, the
     validation choices and the headline metrics agree with the curves they come from."""
     test, val = splits["test"], splits["val"]
-    run = pipeline.RunConfig(CFG, generate_cfg(syn_num=10), classify_cfg(epochs=4, select_epochs=select_epochs), CPU)
+    run = pipeline.RunConfig(CFG, generate_cfg(syn_num=10),
+                             classify_cfg(epochs=4, select_epochs=select_epochs, calibration=calibration), CPU)
     model, history = trainer.run_train(test, run, seed=0)
     assert [r["epoch"] for r in history] == list(range(1, CFG.epochs + 1))
     assert {"wasserstein", "decoder", "fem", "g_adv", "vae", "g_cls", "g_cycle", "g_fem"} <= set(history[0])
@@ -283,7 +285,11 @@ def test_stage_functions_chain_into_consistent_metrics(splits, select_epochs):
     last = next(r for r in curve if r["epoch"] == metrics["epochs_gzsl"])
     assert metrics["T1"] == next(r for r in curve if r["epoch"] == metrics["epochs_zsl"])["T1"]
     assert (metrics["U"], metrics["S"], metrics["H"]) == (last["U"], last["S"], last["H"])
-    assert metrics["calibrated"] == {"gamma": selection["gamma"], "U": last["U_cs"], "S": last["S_cs"], "H": last["H_cs"]}
+    if calibration:
+        assert metrics["calibrated"] == {"gamma": selection["gamma"], "U": last["U_cs"], "S": last["S_cs"],
+                                         "H": last["H_cs"]}
+    else:  # chosen epochs without calibration: no calibrated scores anywhere
+        assert "calibrated" not in metrics and not any(k.endswith("_cs") for r in curve for k in r)
     best = max(curve, key=lambda r: r["H"])
     assert metrics["test_selected"] == {"T1": max(r["T1"] for r in curve), "U": best["U"], "S": best["S"],
                                         "H": best["H"], "epoch_T1": max(curve, key=lambda r: r["T1"])["epoch"],
@@ -308,3 +314,156 @@ def test_evaluate_without_calibration_reports_none(splits, model):
     assert "calibrated" not in metrics and not any(k.endswith("_cs") for r in curve for k in r)
     assert curve[0].keys() == {"epoch", "T1", "U", "S", "H"} and curve[1].keys() == {"epoch", "U", "S", "H"}
     assert all(0.0 <= r[k] <= 100.0 for r in curve for k in r if k != "epoch")
+
+
+# --------------------------------------------------------------------------- protocol details
+
+
+def test_validation_is_needed_for_calibration_or_chosen_epochs():
+    for calibration, select, needed in [(True, "fixed", True), (False, "val", True), (True, "val", True),
+                                        (False, "fixed", False)]:
+        cfg = classify_cfg(calibration=calibration, select_epochs=select)
+        assert evaluate.validation_needed(cfg) is needed, (calibration, select)
+
+
+def test_searched_gamma_is_the_best_on_the_grid(splits, model):
+    """At every validation epoch the calibrated H is the best over the gamma grid, which holds
+    0 (no calibration): so it is never below the uncalibrated H."""
+    val = splits["val"]
+    seed_everything(4)
+    x, y = generate(model, torch.as_tensor(val.att), torch.as_tensor(val.unseen), 10)
+    _, curve, _ = evaluate.evaluate(val, model, x.numpy(), y.numpy(), classify_cfg(epochs=2), CPU, search_gamma=True)
+    for row in curve:
+        assert row["H_cs"] >= row["H"]
+    # and the reported gamma reproduces the reported calibrated scores
+    g = curve[-1]["gamma"]
+    metrics, _, _ = evaluate.evaluate(val, model, x.numpy(), y.numpy(), classify_cfg(epochs=2), CPU, gamma=g)
+    assert metrics["calibrated"]["H"] == curve[-1]["H_cs"]
+
+
+def test_more_zsl_than_gzsl_epochs_and_per_sample_mfim(splits, model):
+    test = splits["test"]
+    seed_everything(5)
+    x, y = generate(model, torch.as_tensor(test.att), torch.as_tensor(test.unseen), 10)
+    cfg = classify_cfg(epochs=2, mfim_per_sample=True)
+    metrics, curve, _ = evaluate.evaluate(test, model, x.numpy(), y.numpy(), cfg, CPU, epochs={"zsl": 2, "gzsl": 1})
+    assert curve[0].keys() == {"epoch", "T1", "U", "S", "H"} and curve[1].keys() == {"epoch", "T1"}
+    assert (metrics["epochs_zsl"], metrics["epochs_gzsl"]) == (2, 1) and metrics["T1"] == curve[1]["T1"]
+    feats = evaluate.mfim_features(test, model, x.numpy(), cfg, CPU)
+    # per-sample: every level of every feature has the same norm, so each row's norm is the same
+    norms = torch.cat([feats.train, feats.syn, feats.test_seen, feats.test_unseen]).norm(dim=1)
+    assert torch.allclose(norms, norms[0].expand_as(norms), rtol=1e-4)
+    assert feats.train.shape == (len(test.train_y), 2 * test.d_att)  # [semantic, fem]
+    assert feats.test_seen.shape[0] == len(test.test_seen_y) and feats.test_unseen.shape[0] == len(test.test_unseen_y)
+
+
+def test_a_checkpoint_resumes_to_the_uninterrupted_run(bench, tmp_path, capsys):
+    """train() with a checkpoint path writes one every ``checkpoint_every`` epochs (not after
+    the last) and a second call resumes from it to the same weights and loss log."""
+    cfg = dataclasses.replace(CFG, epochs=4, checkpoint_every=2)
+    path = tmp_path / "ckpt.pt"
+    seed_everything(0)
+    first, history = trainer.train(bench, cfg, CPU, checkpoint_path=path)
+    assert path.exists()  # written after epoch 2, kept: the stage removes it once its outputs are saved
+    seed_everything(0)
+    resumed, resumed_history = trainer.train(bench, cfg, CPU, label="again", checkpoint_path=path)
+    assert "again: resuming after epoch 2" in capsys.readouterr().err
+    assert resumed_history == history and len(history) == 4
+    for a, b in zip(first.generator.state_dict().values(), resumed.generator.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_classify_without_validation_when_nothing_needs_it(splits, model):
+    test = splits["test"]
+    run = pipeline.RunConfig(CFG, generate_cfg(syn_num=10), classify_cfg(epochs=2, calibration=False), CPU)
+    x, y = pipeline.run_generate(test, model, run, seed=0)
+    metrics, curve, _, selection = evaluate.run_classify(test, model, x, y, run, 0, None)
+    assert selection is None and (metrics["epochs_zsl"], metrics["epochs_gzsl"]) == (2, 2) and len(curve) == 2
+    assert "calibrated" not in metrics
+
+
+def _captured_losses(s, step, monkeypatch) -> tuple[dict, dict]:
+    """Run ``step``; return its logs and the loss each optimiser was stepped with."""
+    stepped = {}
+    original = trainer._step
+    names = {id(s.opt_g): "G", id(s.opt_d): "D", id(s.opt_r): "R", id(s.opt_f): "F"}
+
+    def spy(opt, loss):
+        stepped[names[id(opt)]] = loss.detach().clone()
+        original(opt, loss)
+
+    monkeypatch.setattr(trainer, "_step", spy)
+    return step(s), stepped
+
+
+def test_generator_loss_is_the_weighted_sum_of_its_logged_terms(bench, monkeypatch):
+    """L_G = g_adv + vae_weight vae + cls_weight g_cls + cycle_weight g_cycle + fem_weight g_fem
+    (docs/METHOD.md): signs and weights as documented."""
+    s = fresh(bench, cycle_weight=0.3, fem_weight=0.7, cls_weight=0.2, vae_weight=0.5)
+    logs, stepped = _captured_losses(s, trainer.generator_step, monkeypatch)
+    cfg = s.cfg
+    expected = (logs["g_adv"] + cfg.vae_weight * logs["vae"] + cfg.cls_weight * logs["g_cls"]
+                + cfg.cycle_weight * logs["g_cycle"] + cfg.fem_weight * logs["g_fem"])
+    assert torch.allclose(stepped["G"], expected)
+
+
+def test_fem_losses_are_the_sums_the_method_states(bench, monkeypatch):
+    """The FEM's loss is L_f2s + L_s2f + balance_weight L_bal; the generator's FEM term drops L_s2f."""
+    s = fresh(bench, balance_weight=0.6)
+    feats = torch.as_tensor(bench.train_x[:12])
+    labels = torch.cat([torch.as_tensor(bench.train_y[:8]), s.unseen[:1].repeat(4)])
+    with torch.no_grad():
+        emb = s.model.fem(feats)
+        logits = cosine_logits(emb, s.att, CFG.fem_temperature)
+        f2s = losses.contrastive_f2s(logits, labels)
+        s2f = losses.contrastive_s2f(emb, s.att, labels, CFG.fem_temperature)
+        bal = losses.balance_loss(logits, s.unseen_mask, s.unseen_mask[labels])
+        assert torch.allclose(trainer.fem_loss(s, feats, labels, for_generator=False), f2s + s2f + 0.6 * bal)
+        assert torch.allclose(trainer.fem_loss(s, feats, labels, for_generator=True), f2s + 0.6 * bal)
+    logs, stepped = _captured_losses(s, trainer.fem_step, monkeypatch)
+    assert torch.equal(stepped["F"], logs["fem"])
+
+
+def test_critic_and_decoder_step_on_their_logged_losses(bench, monkeypatch):
+    s = fresh(bench, gp_weight=0.0)  # without the penalty, D's loss is minus the Wasserstein estimate
+    logs, stepped = _captured_losses(s, trainer.critic_step, monkeypatch)
+    assert torch.equal(stepped["D"], -logs["wasserstein"])
+    logs, stepped = _captured_losses(s, trainer.decoder_step, monkeypatch)
+    assert torch.equal(stepped["R"], logs["decoder"])
+
+
+def test_cycle_loss_reconstructs_each_group_from_its_own_fakes(bench, monkeypatch):
+    """R's reconstruction of the seen fakes is compared with the seen classes' vectors, and
+    of the unseen fakes with the unseen ones: the groups are not swapped."""
+    s = fresh(bench, vae=False)
+    calls, outputs = [], []
+    original_rec, G = losses.reconstruction_loss, s.model.generator
+    monkeypatch.setattr(losses, "reconstruction_loss", lambda p, t: calls.append(p.detach().clone()) or original_rec(p, t))
+    G.register_forward_hook(lambda module, args, out: outputs.append(out.detach().clone()))
+    trainer.generator_step(s)
+    groups = outputs[-1].split(CFG.batch_size)  # fake seen first, fake unseen last
+    with torch.no_grad():
+        assert torch.allclose(calls[0], s.model.decoder(groups[0])[0])
+        assert torch.allclose(calls[1], s.model.decoder(groups[-1])[0])
+
+
+@pytest.mark.parametrize("cycle, fem", [(True, False), (False, True), (False, False)])
+def test_generator_step_runs_with_each_switch_alone(bench, cycle, fem):
+    logs = trainer.generator_step(fresh(bench, cycle=cycle, fem=fem))
+    assert ("g_cycle" in logs) == cycle and ("g_fem" in logs) == fem
+
+
+def test_optimisers_use_the_configured_rates_and_betas(bench):
+    s = fresh(bench, lr=2e-3, decoder_lr=3e-3, fem_lr=4e-3, beta1=0.4)
+    for opt, lr in ((s.opt_g, 2e-3), (s.opt_d, 2e-3), (s.opt_r, 3e-3), (s.opt_f, 4e-3)):
+        group = opt.param_groups[0]
+        assert group["lr"] == lr and group["betas"] == (0.4, 0.999)
+    assert fresh(bench, cls_weight=0.0).clf is None
+
+
+def test_pretrained_seen_classifier_fits_the_seen_classes(bench):
+    """The frozen seen-class classifier of f-CLSWGAN learns its training data (well above chance)."""
+    s = fresh(bench, cls_pretrain_epochs=40)
+    with torch.no_grad():
+        acc = (s.clf(s.x).argmax(1) == s.seen_index[s.y]).float().mean()
+    assert acc > 0.4 and not any(p.requires_grad for p in s.clf.parameters())  # chance: 1/6; 0.57 as shipped
