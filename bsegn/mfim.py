@@ -41,7 +41,7 @@ def levels(model: GenerativeModel, x: torch.Tensor, names: list[str]) -> list[to
     return out
 
 
-def fit_scales(model: GenerativeModel, x_fit: torch.Tensor, names: list[str], per_sample: bool = False) -> list[float]:
+def fit_scales(model: GenerativeModel, x_fit: torch.Tensor, names: list[str], per_sample: bool) -> list[float]:
     """One scale per level so each has the mean norm of the visual features of ``x_fit``."""
     ref = x_fit.detach().norm(dim=1).mean()
     if per_sample:
@@ -50,7 +50,7 @@ def fit_scales(model: GenerativeModel, x_fit: torch.Tensor, names: list[str], pe
 
 
 def integrate(model: GenerativeModel, x: torch.Tensor, names: list[str], scales: list[float],
-              per_sample: bool = False) -> torch.Tensor:
+              per_sample: bool) -> torch.Tensor:
     """(n, d_feat) -> (n, sum of level dims): the scaled levels side by side.
 
     ``per_sample``: each level of each feature is L2-normalised (then scaled), which

@@ -40,10 +40,11 @@ from .runtime import seed_everything
 
 def _adam(params, lr: float, beta1: float, fast: bool = True) -> torch.optim.Adam:
     params = list(params)
-    fast = fast and params[0].is_cuda
+    fast = fast and params[0].is_cuda  # pragma: no mutate (CUDA only)
     # CUDA: one fused kernel per step, its state on the device so the step can be graph-captured;
     # CPU (and the reference loop): PyTorch's default Adam, which keeps CPU runs as they were
-    return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999), fused=fast or None, capturable=fast)
+    return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999),
+                            fused=fast or None, capturable=fast)  # pragma: no mutate (CUDA only)
 
 
 def _step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -308,8 +309,8 @@ class _Run:
         self.s = state
         self.sums: dict[str, torch.Tensor] = {}
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.warmup_left = self.WARMUP if graphs else None
-        self.stream = torch.cuda.Stream(state.x.device) if graphs else None
+        self.warmup_left = self.WARMUP if graphs else None  # pragma: no mutate (CUDA only)
+        self.stream = torch.cuda.Stream(state.x.device) if graphs else None  # pragma: no mutate (CUDA only)
 
     def _eager(self) -> None:
         for k, v in iteration(self.s).items():
@@ -321,6 +322,7 @@ class _Run:
         if self.stream is None:
             self._eager()
             return
+        # pragma: no mutate start (CUDA only: no GPU where the mutation tests run)
         with torch.cuda.stream(self.stream):
             if self.graph is not None:
                 self.graph.replay()
@@ -333,10 +335,11 @@ class _Run:
                 with torch.cuda.graph(self.graph, stream=self.stream):
                     self._eager()
                 self.graph.replay()
+        # pragma: no mutate end
 
     def epoch_means(self, iters: int) -> dict[str, float]:
-        if self.stream is not None:
-            self.stream.synchronize()
+        if self.stream is not None:  # pragma: no mutate (CUDA only)
+            self.stream.synchronize()  # pragma: no mutate (CUDA only)
         means = {k: float(v) / iters for k, v in sorted(self.sums.items())}
         for v in self.sums.values():
             v.zero_()
@@ -364,9 +367,9 @@ def _loop(states: list[TrainState], graphs: bool | None, label: str, on_epoch: E
         assert len(states) == 1, "checkpoints are for single runs"
         histories[0] = checkpoint.restore(checkpoint_path, first, label)
     done = len(histories[0])
-    graphs = device.type == "cuda" if graphs is None else graphs
-    if graphs:  # setup ran on the default stream; the runs' own streams must see its results
-        torch.cuda.current_stream(device).synchronize()
+    graphs = device.type == "cuda" if graphs is None else graphs  # pragma: no mutate (CUDA only)
+    if graphs:  # pragma: no mutate (CUDA only) setup ran on the default stream; the runs' streams must see it
+        torch.cuda.current_stream(device).synchronize()  # pragma: no mutate (CUDA only)
     runs = [_Run(s, graphs) for s in states]
     iters = math.ceil(len(first.x) / cfg.batch_size)  # an epoch = one pass over the real features
     progress = Progress(label, cfg.epochs, unit=" epochs")

@@ -400,7 +400,10 @@ def test_generator_loss_is_the_weighted_sum_of_its_logged_terms(bench, monkeypat
     """L_G = g_adv + vae_weight vae + cls_weight g_cls + cycle_weight g_cycle + fem_weight g_fem
     (docs/METHOD.md): signs and weights as documented."""
     s = fresh(bench, cycle_weight=0.3, fem_weight=0.7, cls_weight=0.2, vae_weight=0.5)
+    for _ in range(30):  # a trained decoder: its cycle loss is then well below 1 (a product and a
+        trainer.decoder_step(s)  # quotient by it differ)
     logs, stepped = _captured_losses(s, trainer.generator_step, monkeypatch)
+    assert logs["g_cycle"] < 0.9
     cfg = s.cfg
     expected = (logs["g_adv"] + cfg.vae_weight * logs["vae"] + cfg.cls_weight * logs["g_cls"]
                 + cfg.cycle_weight * logs["g_cycle"] + cfg.fem_weight * logs["g_fem"])
@@ -467,3 +470,33 @@ def test_pretrained_seen_classifier_fits_the_seen_classes(bench):
     with torch.no_grad():
         acc = (s.clf(s.x).argmax(1) == s.seen_index[s.y]).float().mean()
     assert acc > 0.4 and not any(p.requires_grad for p in s.clf.parameters())  # chance: 1/6; 0.57 as shipped
+
+
+def test_the_searched_gamma_is_the_best_of_its_grid():
+    """gzsl_row's search returns the grid constant with the highest calibrated H."""
+    from types import SimpleNamespace
+    gen = torch.Generator().manual_seed(1)
+    classes = np.array([0, 1, 2, 3])
+    seen_cols = torch.tensor([True, True, False, False])
+    bench = SimpleNamespace(test_seen_y=np.array([0, 1] * 20), test_unseen_y=np.array([2, 3] * 20))
+    scores_seen = torch.randn(40, 4, generator=gen).log_softmax(1)
+    scores_unseen = (torch.randn(40, 4, generator=gen) + torch.tensor([1.0, 1.0, 0.0, 0.0])).log_softmax(1)
+    row = evaluate.gzsl_row(bench, classes, seen_cols, scores_seen, scores_unseen, None, True)
+    h_at = {}
+    for g in evaluate.gamma_grid(torch.cat([scores_seen, scores_unseen]), seen_cols):
+        pred_s = evaluate.calibrated_predictions(scores_seen, seen_cols, g).numpy()
+        pred_u = evaluate.calibrated_predictions(scores_unseen, seen_cols, g).numpy()
+        h_at[float(g)] = gzsl_scores(bench.test_seen_y, classes[pred_s], bench.test_unseen_y, classes[pred_u])["H"]
+    assert row["H_cs"] == max(h_at.values()) and h_at[row["gamma"]] == row["H_cs"]
+    assert row["H_cs"] > h_at[0.0]  # the data are biased to seen classes: calibration helps
+
+
+def test_seen_classifier_is_pretrained_with_f_clswgans_settings(bench, monkeypatch):
+    """lr 1e-3 and beta1 0.5, as f-CLSWGAN pretrains its seen-class classifier."""
+    calls = []
+    original = trainer._adam
+    monkeypatch.setattr(trainer, "_adam", lambda params, lr, beta1, fast=True: calls.append((lr, beta1))
+                        or original(params, lr, beta1, fast))
+    s = fresh(bench)
+    trainer.pretrain_seen_classifier(s.x, s.seen_index[s.y], len(bench.seen), s.cfg)
+    assert calls[-1] == (1e-3, 0.5)
