@@ -74,6 +74,10 @@ def test_epoch_hook_sees_every_epoch(bench):
     seed_everything(0)
     trainer.train(bench, dataclasses.replace(FULL, epochs=2), CPU, on_epoch=lambda e, row: seen.append((e, row["epoch"])))
     assert seen == [(1, 1), (2, 2)]
+    seen.clear()
+    trainer.train_many(bench, dataclasses.replace(FULL, epochs=2), CPU, [0, 1],
+                       on_epoch=lambda e, row: seen.append((e, row["epoch"])))
+    assert seen == [(1, 1), (2, 2)]  # the first seed's rows
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

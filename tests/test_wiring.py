@@ -500,3 +500,12 @@ def test_seen_classifier_is_pretrained_with_f_clswgans_settings(bench, monkeypat
     s = fresh(bench)
     trainer.pretrain_seen_classifier(s.x, s.seen_index[s.y], len(bench.seen), s.cfg)
     assert calls[-1] == (1e-3, 0.5)
+
+
+def test_stage_functions_hand_their_checkpoint_path_to_training(splits, tmp_path):
+    """run_train and run_train_val checkpoint where the stage says (a killed stage resumes)."""
+    run = pipeline.RunConfig(dataclasses.replace(CFG, epochs=2, checkpoint_every=1), generate_cfg(syn_num=5),
+                             classify_cfg(), CPU)
+    trainer.run_train(splits["test"], run, 0, checkpoint_path=tmp_path / "train.pt")
+    trainer.run_train_val(splits["val"], run, 0, checkpoint_path=tmp_path / "train_val.pt")
+    assert (tmp_path / "train.pt").exists() and (tmp_path / "train_val.pt").exists()
