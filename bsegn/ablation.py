@@ -31,6 +31,7 @@ import yaml
 
 from . import config, data, download, evaluate, pipeline, trainer
 from .io import save_text
+from .report import headline_row
 
 # variant -> {dotted params key: value}; keys are relative to the dataset's blocks
 # every variant starts from the f-CLSWGAN baseline, whatever params.yaml ships
@@ -84,10 +85,7 @@ def _run_one(args: tuple[dict, str, str, int, str]) -> dict:
 
 def experiment_row(variant: str, dataset: str, seed: int, metrics: dict) -> dict:
     """One row of reports/ablation.csv from a run's metrics (runs/<DS>/seed<S>/metrics.json)."""
-    row = {"variant": variant, "dataset": dataset, "seed": seed, **{k: metrics[k] for k in ("T1", "U", "S", "H")}}
-    if "calibrated" in metrics:
-        row.update({f"{k}_cs": metrics["calibrated"][k] for k in ("U", "S", "H")})
-    return row
+    return {"variant": variant, "dataset": dataset, "seed": seed, **headline_row(metrics)}
 
 
 def run_grid(params: dict, datasets: list[str], seeds: list[int], variants: list[str], workers: int) -> pd.DataFrame:
@@ -104,8 +102,8 @@ def run_grid(params: dict, datasets: list[str], seeds: list[int], variants: list
             jobs += [(params, v, ds, s, str(prepared)) for v in variants for s in seeds]
         # one thread per worker process when several share the cores (float sums may then
         # differ from a stage's in the last bits); one worker keeps the stages' thread count
-        init = (lambda: torch.set_num_threads(1)) if workers > 1 else None
-        with ProcessPoolExecutor(workers, initializer=init) as pool:
+        init = torch.set_num_threads if workers > 1 else None  # a plain function: picklable for any start method
+        with ProcessPoolExecutor(workers, initializer=init, initargs=(1,)) as pool:
             rows = list(pool.map(_run_one, jobs))
     return pd.DataFrame(rows)
 

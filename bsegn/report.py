@@ -20,6 +20,15 @@ HEADLINE = ["T1", "U", "S", "H"]
 PUBLISHED = Path("docs/published_results.csv")  # anchor methods' published numbers, with sources
 
 
+def headline_row(metrics: dict) -> dict:
+    """T1, U, S, H of one run's metrics, and U_cs, S_cs, H_cs when it has calibrated stacking
+    (its constant chosen on validation)."""
+    row = {k: metrics[k] for k in HEADLINE}
+    if "calibrated" in metrics:
+        row.update({f"{k}_cs": metrics["calibrated"][k] for k in ("U", "S", "H")})
+    return row
+
+
 def collect(datasets: list[str], seeds: list[int]) -> pd.DataFrame:
     """One row per run: dataset, seed, T1, U, S, H and the labelled test-selected variants."""
     rows = []
@@ -29,9 +38,7 @@ def collect(datasets: list[str], seeds: list[int]) -> pd.DataFrame:
             if not path.exists():
                 raise FileNotFoundError(f"{path}: metrics of run {dataset}/seed {seed} missing; run `dvc repro` first")
             m = load_json(path)
-            row = {"dataset": dataset, "seed": seed, **{k: m[k] for k in HEADLINE}}
-            if "calibrated" in m:  # calibrated stacking, its constant chosen on validation
-                row.update({f"{k}_cs": m["calibrated"][k] for k in ("U", "S", "H")})
+            row = {"dataset": dataset, "seed": seed, **headline_row(m)}
             row.update({f"{k}_test_selected": m["test_selected"][k] for k in HEADLINE})
             rows.append(row)
     return pd.DataFrame(rows)

@@ -91,9 +91,6 @@ def kind(name: str, before: str, after: str) -> tuple[str, str]:
             return "cuda", ""
         if re.search(pattern, after):
             return "equivalent", why
-    strings_before, strings_after = re.findall(r'"[^"]*"', before), re.findall(r'"[^"]*"', after)
-    if strings_before != strings_after and re.sub(r'"[^"]*"', '""', before) == re.sub(r'"[^"]*"', '""', after):
-        return "text", ""
     if re.search(r"Error\(|label|Progress\(|progress\.|run \{i", before):
         return "text", ""
     if re.search(r"'lr'", before):
