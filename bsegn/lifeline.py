@@ -5,6 +5,11 @@ outputs later, behind the user's back. The kernel can send us SIGTERM when our p
 (``prctl(PR_SET_PDEATHSIG)``), but only for deaths *after* the request, so the request must
 be made as early as possible: ``stages/__init__.py`` makes it before the stage imports torch,
 which takes seconds on a slow machine. This module imports only the standard library.
+
+Our parent must be dvc itself, not the shell it runs the command with (a shell outlives a
+killed dvc): so every ``cmd`` in ``dvc.yaml`` starts with ``exec``. bash replaces itself
+with a lone command anyway; dash, ``/bin/sh`` on Debian and DVC's shell when SHELL is unset,
+does not.
 """
 
 from __future__ import annotations

@@ -25,10 +25,14 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("bsegn."))))
 
 
 def _script(stage: dict) -> str:
-    """``python -m stages.train ...`` -> ``stages/train.py``."""
+    """``exec python -m stages.train ...`` -> ``stages/train.py``.
+
+    Every command starts with ``exec``: DVC runs it through ``$SHELL -c`` (``/bin/sh`` when
+    SHELL is unset, as on CI), and dash does not exec the last command by itself. Without it
+    the stage's parent is a shell that outlives a killed dvc, and the stage runs on."""
     cmd = stage.get("do", stage)["cmd"].split()
-    assert cmd[:2] == ["python", "-m"] and cmd[2].startswith("stages."), cmd
-    return cmd[2].replace(".", "/") + ".py"
+    assert cmd[:3] == ["exec", "python", "-m"] and cmd[3].startswith("stages."), cmd
+    return cmd[3].replace(".", "/") + ".py"
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
