@@ -31,7 +31,7 @@ import yaml
 
 from . import config, data, download, evaluate, pipeline, trainer
 from .io import save_text
-from .report import headline_row
+from .report import result_row
 
 # variant -> {dotted params key: value}; keys are relative to the dataset's blocks
 # every variant starts from the f-CLSWGAN baseline, whatever params.yaml ships
@@ -85,7 +85,7 @@ def _run_one(args: tuple[dict, str, str, int, str]) -> dict:
 
 def experiment_row(variant: str, dataset: str, seed: int, metrics: dict) -> dict:
     """One row of reports/ablation.csv from a run's metrics (runs/<DS>/seed<S>/metrics.json)."""
-    return {"variant": variant, "dataset": dataset, "seed": seed, **headline_row(metrics)}
+    return {"variant": variant, "dataset": dataset, "seed": seed, **result_row(metrics)}
 
 
 def run_grid(params: dict, datasets: list[str], seeds: list[int], variants: list[str], workers: int) -> pd.DataFrame:

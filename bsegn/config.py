@@ -69,6 +69,28 @@ class SyntheticConfig:
 
 
 @dataclass(frozen=True)
+class RealisticConfig:
+    """A realistic benchmark: real split files, generated features (see :mod:`bsegn.realistic`)."""
+
+    splits: str  # folder with the real att_splits.mat and class lists (data/splits/<DATASET>)
+    seed: int
+    unseen_classes: int = field(metadata=_rng(lo=1))  # checked against testclasses.txt; drawn without it
+    val_classes: int = field(metadata=_rng(lo=1))  # checked against valclasses1.txt; drawn without it
+    count_spread: float = field(metadata=_rng(lo=0.0))  # class-size variation where labels are not real
+    d_feat: int = field(metadata=_rng(lo=2))
+    d_code: int = field(metadata=_rng(lo=1))  # latent class factors
+    explained: float = field(metadata=_rng(lo=0.0, hi=1.0))  # their share the semantics predict
+    kinship: float = field(metadata=_rng(lo=0.0, hi=1.0))  # unseen share of seen neighbours' rest
+    neighbours: int = field(metadata=_rng(lo=1))
+    class_spread: float = field(metadata=_rng(lo=0.0))  # scale of the class signal
+    d_instance: int = field(metadata=_rng(lo=0))  # rank of the within-class shared variation
+    instance_spread: float = field(metadata=_rng(lo=0.0))
+    noise: float = field(metadata=_rng(lo=0.0))  # per-dimension noise
+    sparsity: float = field(metadata=_rng(lo=0.01, hi=0.99))  # share of near-zero values
+    tail: float = field(metadata=_rng(lo=0.0))  # log-sd of image energy and dimension scales
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     """Where one dataset's ``res101.mat`` + ``att_splits.mat`` come from."""
 
@@ -76,7 +98,8 @@ class SourceConfig:
     url: str | None = None  # kind=url: the archive's address
     sha256: str | None = None  # kind=url/archive: pin the archive's digest
     path: str | None = None  # kind=archive (a .zip) or folder (an extracted tree)
-    synthetic: SyntheticConfig | None = None  # kind=synthetic
+    synthetic: SyntheticConfig | None = None  # kind=synthetic: the toy model (SYN)
+    realistic: RealisticConfig | None = None  # kind=synthetic: real splits, generated features
 
 
 @dataclass(frozen=True)
@@ -287,9 +310,12 @@ def download_config(params: dict) -> DownloadConfig:
             raise ConfigError(f"{where}.url: required when kind is 'url'")
         if src.kind in ("archive", "folder") and not src.path:
             raise ConfigError(f"{where}.path: required when kind is '{src.kind}'")
-        if src.kind == "synthetic" and src.synthetic is None:
-            raise ConfigError(f"{where}.synthetic: required when kind is 'synthetic' (every key of the "
-                              "benchmark's model, as for SYN in the shipped params.yaml)")
+        if src.kind == "synthetic" and (src.synthetic is None) == (src.realistic is None):
+            raise ConfigError(f"{where}: kind 'synthetic' needs exactly one of 'synthetic' (the toy model, "
+                              "as for SYN) or 'realistic' (real splits, as for SYN_CUB), with every key "
+                              "of the shipped params.yaml")
+        if src.kind != "synthetic" and (src.synthetic or src.realistic):
+            raise ConfigError(f"{where}: 'synthetic'/'realistic' only go with kind 'synthetic', got kind {src.kind!r}")
         if src.sha256 is not None and (
             len(src.sha256) != 64 or any(c not in "0123456789abcdef" for c in src.sha256.lower())
         ):

@@ -27,6 +27,7 @@ from bsegn.data import DataError, check_raw
 from bsegn.errors import PipelineError
 from bsegn.io import atomic_dir, atomic_path, save_json
 from bsegn.progress import Progress
+from bsegn.realistic import write_benchmark as write_realistic
 from bsegn.synthetic import write_benchmark
 
 REQUIRED = ("res101.mat", "att_splits.mat")
@@ -67,8 +68,11 @@ def fetch_dataset(dataset: str, source: SourceConfig, out_dir: Path, cache_dir: 
             info["found_in"] = copy_from_zip(dataset, archive, tmp)
         elif source.kind == "folder":
             info.update(path=source.path, found_in=copy_from_folder(dataset, Path(source.path), tmp))
+        elif source.kind == "synthetic" and source.realistic is not None:
+            write_realistic(source.realistic, tmp)
+            info["realistic"] = dataclasses.asdict(source.realistic)
+            info["split_files"] = {p.name: sha256_file(p) for p in sorted(Path(source.realistic.splits).iterdir())}
         elif source.kind == "synthetic":
-
             write_benchmark(source.synthetic, tmp)
             info["synthetic"] = dataclasses.asdict(source.synthetic)
         else:

@@ -29,6 +29,11 @@ def headline_row(metrics: dict) -> dict:
     return row
 
 
+def result_row(metrics: dict) -> dict:
+    """:func:`headline_row` plus the test-selected numbers, labelled ``*_test_selected``."""
+    return {**headline_row(metrics), **{f"{k}_test_selected": metrics["test_selected"][k] for k in HEADLINE}}
+
+
 def collect(datasets: list[str], seeds: list[int]) -> pd.DataFrame:
     """One row per run: dataset, seed, T1, U, S, H and the labelled test-selected variants."""
     rows = []
@@ -38,9 +43,7 @@ def collect(datasets: list[str], seeds: list[int]) -> pd.DataFrame:
             if not path.exists():
                 raise FileNotFoundError(f"{path}: metrics of run {dataset}/seed {seed} missing; run `dvc repro` first")
             m = load_json(path)
-            row = {"dataset": dataset, "seed": seed, **headline_row(m)}
-            row.update({f"{k}_test_selected": m["test_selected"][k] for k in HEADLINE})
-            rows.append(row)
+            rows.append({"dataset": dataset, "seed": seed, **result_row(m)})
     return pd.DataFrame(rows)
 
 

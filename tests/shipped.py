@@ -7,10 +7,11 @@ a test states only what it changes, and a test of "the shipped BSeGN" sees what 
 from dataclasses import replace
 from pathlib import Path
 
-from bsegn.config import (ClassifyConfig, GenerateConfig, PrepareConfig, SyntheticConfig, TrainConfig,
+from bsegn.config import (ClassifyConfig, GenerateConfig, PrepareConfig, RealisticConfig, SyntheticConfig, TrainConfig,
                           download_config, load_params, prepare_config, stage_config)
 
-PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = load_params(ROOT / "params.yaml")
 
 
 def train_cfg(dataset: str = "SYN", **changes) -> TrainConfig:
@@ -31,6 +32,12 @@ def prepare_cfg(**changes) -> PrepareConfig:
 
 def synthetic_cfg(dataset: str = "SYN", **changes) -> SyntheticConfig:
     return replace(download_config(PARAMS).sources[dataset].synthetic, **changes)
+
+
+def realistic_cfg(dataset: str = "SYN_CUB", **changes) -> RealisticConfig:
+    """A realistic benchmark's shipped config, its split folder resolved from the repo root."""
+    cfg = download_config(PARAMS).sources[dataset].realistic
+    return replace(cfg, **{"splits": str(ROOT / cfg.splits), **changes})
 
 
 def baseline(cfg: TrainConfig) -> TrainConfig:

@@ -137,6 +137,16 @@ def test_archive_source_without_path(real_params):
     assert "download.sources.CUB.path" in message
 
 
+def test_synthetic_source_needs_exactly_one_model(real_params):
+    both = {**real_params["download"]["sources"]["SYN_CUB"], "synthetic": real_params["download"]["sources"]["SYN"]["synthetic"]}
+    for source in ({"kind": "synthetic"}, both):
+        message = config_error(with_value(real_params, "download.sources.SYN_CUB", source))
+        assert "download.sources.SYN_CUB: kind 'synthetic' needs exactly one of" in message
+    url_with_model = {**real_params["download"]["sources"]["SYN_CUB"], "kind": "url", "url": "http://x/y.zip"}
+    message = config_error(with_value(real_params, "download.sources.SYN_CUB", url_with_model))
+    assert "only go with kind 'synthetic'" in message
+
+
 def test_missing_section(real_params):
     params = copy.deepcopy(real_params)
     del params["prepare"]
@@ -198,6 +208,7 @@ def _leaf_keys(params: dict) -> list[str]:
     keys = [f"base.{k}" for k in params["base"]] + [f"prepare.{k}" for k in params["prepare"]]
     keys += [f"download.{k}" for k in params["download"] if k != "sources"]
     keys += [f"download.sources.SYN.synthetic.{k}" for k in params["download"]["sources"]["SYN"]["synthetic"]]
+    keys += [f"download.sources.SYN_CUB.realistic.{k}" for k in params["download"]["sources"]["SYN_CUB"]["realistic"]]
     keys += [f"{section}.common.{k}" for section in ("train", "generate", "classify") for k in params[section]["common"]]
     return keys
 
@@ -219,8 +230,8 @@ def test_config_dataclasses_carry_no_defaults():
     """No dataclass default can disagree with params.yaml. The only exceptions are the
     kind-specific keys of a download source, which are absent rather than defaulted."""
     absent_allowed = {("SourceConfig", "url"), ("SourceConfig", "sha256"), ("SourceConfig", "path"),
-                      ("SourceConfig", "synthetic")}
-    for cls in (config.BaseConfig, config.SyntheticConfig, config.SourceConfig, config.DownloadConfig,
+                      ("SourceConfig", "synthetic"), ("SourceConfig", "realistic")}
+    for cls in (config.BaseConfig, config.SyntheticConfig, config.RealisticConfig, config.SourceConfig, config.DownloadConfig,
                 config.PrepareConfig, config.TrainConfig, config.GenerateConfig, config.ClassifyConfig):
         for f in dataclasses.fields(cls):
             has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING

@@ -77,7 +77,7 @@ def write_params(repo: Path, params: dict) -> None:
 def project(tmp_path_factory) -> Path:
     """A git + DVC repo holding this project's code and the tiny params, reproduced once."""
     repo = tmp_path_factory.mktemp("project")
-    for name in ("bsegn", "stages"):
+    for name in ("bsegn", "stages", "data/splits"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".gitignore", "docs/published_results.csv", "data/local/README.md",
                  "data/local/.gitignore"):
@@ -93,6 +93,26 @@ def project(tmp_path_factory) -> Path:
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "tiny"], repo)
     return repo
+
+
+def test_realistic_cub_is_built_offline_with_the_real_split_sizes(project):
+    """download + prepare of SYN_CUB through DVC, from the shipped source: the real CUB splits."""
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())["download"]["sources"]["SYN_CUB"]
+    params = copy.deepcopy(TINY)
+    params["base"]["datasets"] = ["TINY", "SYN_CUB"]
+    params["download"]["sources"]["SYN_CUB"] = shipped
+    write_params(project, params)
+    try:
+        res = sh(DVC + ["repro", "prepare@SYN_CUB"], project)
+        assert ran(res) == {"download@SYN_CUB", "prepare@SYN_CUB"}
+        assert ("150 seen / 50 unseen classes, 7057 train / 1764 test-seen / 2967 test-unseen images, "
+                "d_feat 2048, d_att 312") in res.stdout
+        source = json.loads((project / "data/raw/SYN_CUB/source.json").read_text())
+        assert source["split_files"]["att_splits.mat"] == source["files"]["att_splits.mat"]  # copied as is
+    finally:
+        write_params(project, TINY)
+        shutil.rmtree(project / "data/raw/SYN_CUB", ignore_errors=True)
+        (project / "data/prepared/SYN_CUB.npz").unlink(missing_ok=True)
 
 
 def test_results_and_summary_recomputed_from_the_runs(project):
