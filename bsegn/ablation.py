@@ -22,7 +22,8 @@ import argparse
 import json
 import subprocess
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
@@ -88,8 +89,12 @@ def experiment_row(variant: str, dataset: str, seed: int, metrics: dict) -> dict
     return {"variant": variant, "dataset": dataset, "seed": seed, **result_row(metrics)}
 
 
-def run_grid(params: dict, datasets: list[str], seeds: list[int], variants: list[str], workers: int) -> pd.DataFrame:
-    """Every variant x dataset x seed in worker processes; download and prepare as their stages do."""
+def run_grid(params: dict, datasets: list[str], seeds: list[int], variants: list[str], workers: int,
+             on_row: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
+    """Every variant x dataset x seed in worker processes; download and prepare as their stages do.
+
+    ``on_row`` gets the rows finished so far after each run, in job order, so a grid cut short
+    (a GPU lease running out) still leaves what it measured."""
     cfg = config.download_config(params)
     prep_cfg = config.prepare_config(params)
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,8 +108,13 @@ def run_grid(params: dict, datasets: list[str], seeds: list[int], variants: list
         # one thread per worker process when several share the cores (float sums may then
         # differ from a stage's in the last bits); one worker keeps the stages' thread count
         init = torch.set_num_threads if workers > 1 else None  # a plain function: picklable for any start method
+        rows: list[dict | None] = [None] * len(jobs)
         with ProcessPoolExecutor(workers, initializer=init, initargs=(1,)) as pool:
-            rows = list(pool.map(_run_one, jobs))
+            order = {pool.submit(_run_one, job): i for i, job in enumerate(jobs)}
+            for done in as_completed(order):
+                rows[order[done]] = done.result()
+                if on_row is not None:
+                    on_row(pd.DataFrame([r for r in rows if r is not None]))
     return pd.DataFrame(rows)
 
 
@@ -191,7 +201,11 @@ def main() -> None:
         unknown = [v for v in variants if v not in VARIANTS]
         if unknown:
             parser.error(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
-        df = run_grid(config.load_params(args.params), args.datasets, args.seeds, variants, args.workers)
+        def partial(df: pd.DataFrame) -> None:
+            save_text(df.to_csv(index=False, float_format="%.4f"), args.out)
+            print(f"{len(df)} run(s) done, written to {args.out}", flush=True)
+
+        df = run_grid(config.load_params(args.params), args.datasets, args.seeds, variants, args.workers, partial)
     elif args.cmd == "queue":
         for cmd in queue_commands(args.dataset, args.seeds, args.variants):
             print(" ".join(cmd))

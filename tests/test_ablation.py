@@ -1,10 +1,14 @@
 """The ablation grid's plumbing: overrides, DVC queue commands, collecting experiments."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from bsegn import ablation
 from bsegn.config import apply_overrides, load_params, stage_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_variant_overrides_apply_to_the_dataset_block():
@@ -48,3 +52,17 @@ def test_queued_names_map_back_to_their_variants(variant, dataset):
     """Each variant's queued experiment name is read back as that variant, not a neighbour."""
     name = ablation.queue_commands(dataset, [0], [variant])[0][5]
     assert ablation.variant_of(name) == variant
+
+
+def test_run_grid_reports_each_finished_run_in_job_order(tmp_path, monkeypatch):
+    """A grid cut short still leaves its finished rows: on_row sees them after every run."""
+    monkeypatch.chdir(tmp_path)  # the download cache goes here
+    params = apply_overrides(load_params(ROOT / "params.yaml"), {
+        "train.SYN.epochs": 1, "train.SYN.hidden": 16, "train.SYN.fem_hidden": 16, "train.SYN.cls_pretrain_epochs": 1,
+        "generate.SYN.syn_num": 5, "classify.SYN.epochs": 1, "classify.SYN.calibration": False})
+    seen: list[list[tuple]] = []
+    df = ablation.run_grid(params, ["SYN"], [0, 1], ["baseline"], workers=1,
+                           on_row=lambda d: seen.append(list(zip(d["variant"], d["seed"]))))
+    assert list(zip(df["variant"], df["seed"])) == [("baseline", 0), ("baseline", 1)]
+    assert seen == [[("baseline", 0)], [("baseline", 0), ("baseline", 1)]]
+    assert {"H", "H_test_selected"} <= set(df.columns)
