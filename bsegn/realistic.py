@@ -111,6 +111,9 @@ def assign_labels(cfg: RealisticConfig, mat: dict, folder: Path, rng: np.random.
         labels = np.load(folder / LABELS_FILE).astype(np.int64)
         if labels.shape != (n_images,) or labels.min() < 0 or labels.max() >= n_cls:
             raise DataError(f"{folder / LABELS_FILE}: expected {n_images} labels in 0..{n_cls - 1}")
+        n_unseen = len(np.unique(labels[test_unseen]))
+        if n_unseen != cfg.unseen_classes:
+            raise DataError(f"{folder / LABELS_FILE}: {n_unseen} unseen classes but unseen_classes is {cfg.unseen_classes}")
         return labels
 
     names = None
@@ -119,8 +122,6 @@ def assign_labels(cfg: RealisticConfig, mat: dict, folder: Path, rng: np.random.
     unseen = _class_index(folder, names, "testclasses.txt", cfg.unseen_classes, "unseen_classes")
     if unseen is None:  # no class lists (FLO): draw them, with the published counts
         unseen = np.sort(rng.choice(n_cls, size=cfg.unseen_classes, replace=False))
-    elif cfg.unseen_classes != len(unseen):
-        raise DataError(f"{folder / 'testclasses.txt'}: {len(unseen)} classes, unseen_classes is {cfg.unseen_classes}")
     seen = np.setdiff1d(np.arange(n_cls), unseen)
     val = _class_index(folder, names, "valclasses1.txt", cfg.val_classes, "val_classes")
     if val is None:

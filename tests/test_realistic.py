@@ -166,6 +166,11 @@ def test_a_class_list_that_disagrees_with_params_is_named(tmp_path):
         realistic.make_benchmark(shipped("SYN_CUB", unseen_classes=40))
 
 
+def test_real_labels_must_agree_with_params():
+    with pytest.raises(DataError, match=r"labels_0based.npy: 10 unseen classes but unseen_classes is 12"):
+        realistic.make_benchmark(shipped("SYN_AWA2", unseen_classes=12))
+
+
 def test_a_missing_split_folder_says_which_param_to_fix(tmp_path):
     with pytest.raises(DataError, match=r"att_splits.mat: not found; .*realistic.splits"):
         realistic.make_benchmark(shipped("SYN_CUB", splits=str(tmp_path / "nowhere")))
