@@ -102,7 +102,8 @@ def _integers(v: np.ndarray) -> bool:
         return bool(np.all(np.equal(np.mod(v, 1), 0)))
 
 
-def _locs(mat: dict, key: str, path: Path) -> np.ndarray:
+def split_indices(mat: dict, key: str, path: Path) -> np.ndarray:
+    """The checked 1-based image indices ``mat[key]`` (an (n, 1) vector), as 0-based rows."""
     v = _key(mat, key, path)
     if v.ndim != 2 or 1 not in v.shape or v.size == 0:
         raise DataError(f"{path}: '{key}' must be a non-empty (n, 1) index vector, got shape {v.shape}")
@@ -116,8 +117,30 @@ def _locs(mat: dict, key: str, path: Path) -> np.ndarray:
     return v - 1
 
 
-def _class_list(path: Path) -> list[str]:
+def class_list(path: Path) -> list[str]:
+    """The class names of a class-list file (``valclasses1.txt`` ...), one per line."""
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def class_names(mat: dict, folder: Path) -> list[str] | None:
+    """Class names from ``allclasses_names`` in att_splits.mat, else ``allclasses.txt``."""
+    if "allclasses_names" in mat:
+        return [str(np.asarray(n).reshape(-1)[0]) for n in np.asarray(mat["allclasses_names"]).reshape(-1)]
+    if (folder / "allclasses.txt").exists():
+        return class_list(folder / "allclasses.txt")
+    return None
+
+
+def named_classes(path: Path, names: list[str] | None) -> np.ndarray:
+    """Sorted indices of the classes the class-list file ``path`` names."""
+    if names is None:
+        raise DataError(f"{path.parent}: {path.name} needs class names (allclasses_names or allclasses.txt)")
+    index = {n: i for i, n in enumerate(names)}
+    wanted = class_list(path)
+    missing = [n for n in wanted if n not in index]
+    if missing:
+        raise DataError(f"{path}: unknown class name(s) {missing[:3]}")
+    return np.array(sorted(index[n] for n in wanted), dtype=np.int64)
 
 
 def read_splits(folder: str | Path) -> tuple[Splits, dict]:
@@ -133,31 +156,20 @@ def read_splits(folder: str | Path) -> tuple[Splits, dict]:
     if not np.all(np.isfinite(att)):
         raise DataError(f"{path}: 'att' contains NaN or infinite values")
     att = att.T.astype(np.float32)  # (n_cls, d_att)
-    locs = {k: _locs(mat, k, path) for k in SPLIT_KEYS}
+    locs = {k: split_indices(mat, k, path) for k in SPLIT_KEYS}
     for i, a in enumerate(SPLIT_KEYS):
         for b in SPLIT_KEYS[i + 1:]:
             both = np.intersect1d(locs[a], locs[b])
             if len(both):
                 raise DataError(f"{path}: '{a}' and '{b}' overlap ({len(both)} images, e.g. {both[0] + 1})")
 
-    names = None
-    if "allclasses_names" in mat:
-        names = [str(np.asarray(n).reshape(-1)[0]) for n in np.asarray(mat["allclasses_names"]).reshape(-1)]
-    elif (folder / "allclasses.txt").exists():
-        names = _class_list(folder / "allclasses.txt")
+    names = class_names(mat, folder)
     if names is not None and len(names) != att.shape[0]:
         raise DataError(f"{path}: {len(names)} class names but 'att' has {att.shape[0]} classes")
 
     val_classes = None
     if (folder / "valclasses1.txt").exists():
-        if names is None:
-            raise DataError(f"{folder}: valclasses1.txt needs class names (allclasses_names or allclasses.txt)")
-        index = {n: i for i, n in enumerate(names)}
-        wanted = _class_list(folder / "valclasses1.txt")
-        missing = [n for n in wanted if n not in index]
-        if missing:
-            raise DataError(f"{folder / 'valclasses1.txt'}: unknown class name(s) {missing[:3]}")
-        val_classes = np.array(sorted(index[n] for n in wanted), dtype=np.int64)
+        val_classes = named_classes(folder / "valclasses1.txt", names)
     return Splits(att, locs["trainval_loc"], locs["test_seen_loc"], locs["test_unseen_loc"],
                   val_classes, names), mat
 
@@ -193,7 +205,7 @@ def read_features(folder: str | Path, n_classes: int) -> tuple[np.ndarray, np.nd
 def _val_classes(splits: Splits, mat: dict, labels: np.ndarray, folder: Path) -> np.ndarray:
     """Seen classes held out for validation: from val_loc, else from valclasses1.txt."""
     if "val_loc" in mat and "train_loc" in mat:
-        val_loc = _locs(mat, "val_loc", folder / "att_splits.mat")
+        val_loc = split_indices(mat, "val_loc", folder / "att_splits.mat")
         if val_loc.max() >= len(labels):
             raise DataError(f"{folder / 'att_splits.mat'}: 'val_loc' index {val_loc.max() + 1} > N={len(labels)}")
         return np.unique(labels[val_loc])

@@ -33,7 +33,6 @@ docs/METHOD.md ("Realistic benchmarks") gives what each knob does and how they w
 
 from __future__ import annotations
 
-import io
 import shutil
 from pathlib import Path
 
@@ -42,40 +41,24 @@ import scipy.io as sio
 from scipy.special import ndtri
 
 from .config import RealisticConfig
-from .data import DataError
-from .io import atomic_path
+from .data import DataError, class_names, named_classes, split_indices
+from .synthetic import res101_variables, save_mat
 
 # files of a split folder that the benchmark carries over (the loader reads them)
 CLASS_LISTS = ("allclasses.txt", "trainvalclasses.txt", "testclasses.txt", "valclasses1.txt")
 LABELS_FILE = "labels_0based.npy"  # real per-image labels, where a folder has them (AWA2)
-MAT_HEADER = b"MATLAB 5.0 MAT-file, written by bsegn.realistic".ljust(116, b" ")
 
 
-def _lines(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-
-def _locs(mat: dict, key: str, path: Path) -> np.ndarray:
-    if key not in mat:
-        raise DataError(f"{path}: no '{key}'; a realistic benchmark needs the real split indices")
-    return np.asarray(mat[key]).reshape(-1).astype(np.int64) - 1  # 0-based rows
-
-
-def _class_index(folder: Path, names: list[str] | None, listname: str, expected: int, key: str) -> np.ndarray | None:
-    """Class indices named in ``folder/listname``, or None if the folder has no such list."""
+def _listed(folder: Path, names: list[str] | None, listname: str, expected: int, key: str) -> np.ndarray | None:
+    """Class indices named in ``folder/listname`` (there must be ``expected`` of them, the
+    params ``key``), or None if the folder has no such list."""
     path = folder / listname
     if not path.exists():
         return None
-    if names is None:
-        raise DataError(f"{path}: class lists need class names (allclasses_names in att_splits.mat)")
-    index = {n: i for i, n in enumerate(names)}
-    wanted = _lines(path)
-    missing = [n for n in wanted if n not in index]
-    if missing:
-        raise DataError(f"{path}: unknown class name(s) {missing[:3]}")
-    if len(wanted) != expected:
-        raise DataError(f"{path} lists {len(wanted)} classes but {key} is {expected}")
-    return np.array(sorted(index[n] for n in wanted), dtype=np.int64)
+    classes = named_classes(path, names)
+    if len(classes) != expected:
+        raise DataError(f"{path} lists {len(classes)} classes but {key} is {expected}")
+    return classes
 
 
 def _allocate(n: int, weights: np.ndarray, minimum: int) -> np.ndarray:
@@ -105,7 +88,8 @@ def assign_labels(cfg: RealisticConfig, mat: dict, folder: Path, rng: np.random.
     """0-based class label of every image row, consistent with the real split indices."""
     path = folder / "att_splits.mat"
     n_cls = np.asarray(mat["att"]).shape[1]
-    trainval, test_seen, test_unseen = (_locs(mat, k, path) for k in ("trainval_loc", "test_seen_loc", "test_unseen_loc"))
+    trainval, test_seen, test_unseen = (split_indices(mat, k, path)
+                                        for k in ("trainval_loc", "test_seen_loc", "test_unseen_loc"))
     n_images = len(trainval) + len(test_seen) + len(test_unseen)
     if (folder / LABELS_FILE).exists():  # the real labels
         labels = np.load(folder / LABELS_FILE).astype(np.int64)
@@ -116,14 +100,12 @@ def assign_labels(cfg: RealisticConfig, mat: dict, folder: Path, rng: np.random.
             raise DataError(f"{folder / LABELS_FILE}: {n_unseen} unseen classes but unseen_classes is {cfg.unseen_classes}")
         return labels
 
-    names = None
-    if "allclasses_names" in mat:
-        names = [str(np.asarray(n).reshape(-1)[0]) for n in np.asarray(mat["allclasses_names"]).reshape(-1)]
-    unseen = _class_index(folder, names, "testclasses.txt", cfg.unseen_classes, "unseen_classes")
+    names = class_names(mat, folder)
+    unseen = _listed(folder, names, "testclasses.txt", cfg.unseen_classes, "unseen_classes")
     if unseen is None:  # no class lists (FLO): draw them, with the published counts
         unseen = np.sort(rng.choice(n_cls, size=cfg.unseen_classes, replace=False))
     seen = np.setdiff1d(np.arange(n_cls), unseen)
-    val = _class_index(folder, names, "valclasses1.txt", cfg.val_classes, "val_classes")
+    val = _listed(folder, names, "valclasses1.txt", cfg.val_classes, "val_classes")
     if val is None:
         val = np.sort(rng.choice(seen, size=cfg.val_classes, replace=False))
     if np.intersect1d(val, unseen).size:
@@ -139,7 +121,7 @@ def assign_labels(cfg: RealisticConfig, mat: dict, folder: Path, rng: np.random.
     _label_group(labels, unseen, [test_unseen], weights[unseen], rng)
     seen_rows = np.concatenate([trainval, test_seen])
     if "val_loc" in mat:  # the real validation images: all seen images of the validation classes
-        val_rows = _locs(mat, "val_loc", path)
+        val_rows = split_indices(mat, "val_loc", path)
         if np.setdiff1d(val_rows, seen_rows).size:
             raise DataError(f"{path}: 'val_loc' holds images outside trainval_loc/test_seen_loc")
         groups = [(val, val_rows), (np.setdiff1d(seen, val), np.setdiff1d(seen_rows, val_rows))]
@@ -205,28 +187,18 @@ def make_benchmark(cfg: RealisticConfig) -> tuple[dict, Path]:
     rng = np.random.default_rng(cfg.seed)
     labels = assign_labels(cfg, mat, folder, rng)
     att = np.asarray(mat["att"], dtype=np.float64).T  # (n_cls, d_att)
-    unseen = np.unique(labels[_locs(mat, "test_unseen_loc", path)])
+    unseen = np.unique(labels[split_indices(mat, "test_unseen_loc", path)])
     seen = np.setdiff1d(np.arange(att.shape[0]), unseen)
     h = class_codes(cfg, att, seen, unseen, rng)
     features = make_features(cfg, h, labels, rng)
-    files = np.empty((len(labels), 1), dtype=object)
-    files[:, 0] = [f"realistic/{labels[i] + 1:03d}/img_{i:05d}.jpg" for i in range(len(labels))]
-    res101 = {
-        "features": features.T,  # (d_feat, N) as in xlsa17
-        "labels": (labels + 1).astype(np.int32).reshape(-1, 1),
-        "image_files": files,
-    }
-    return res101, folder
+    return res101_variables(features, labels, "realistic"), folder
 
 
 def write_benchmark(cfg: RealisticConfig, out: str | Path) -> None:
     """Write the generated ``res101.mat`` and copy the real split files into ``out``."""
     out = Path(out)
     res101, folder = make_benchmark(cfg)
-    buf = io.BytesIO()
-    sio.savemat(buf, res101, do_compression=False)
-    with atomic_path(out / "res101.mat") as tmp:  # a fixed header: byte-reproducible
-        tmp.write_bytes(MAT_HEADER + buf.getvalue()[len(MAT_HEADER):])
+    save_mat(out / "res101.mat", res101, "bsegn.realistic", compress=False)  # 96 MB for CUB: zlib is slow
     for name in ("att_splits.mat",) + CLASS_LISTS:
         if (folder / name).exists():
             shutil.copyfile(folder / name, out / name)

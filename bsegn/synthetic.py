@@ -95,13 +95,7 @@ def make_benchmark(cfg: SyntheticConfig) -> tuple[dict, dict]:
 
     names = np.empty((n_cls, 1), dtype=object)
     names[:, 0] = [f"{c + 1:03d}.class_{c + 1}" for c in range(n_cls)]
-    files = np.empty((len(labels), 1), dtype=object)
-    files[:, 0] = [f"synthetic/{labels[i] + 1:03d}/img_{i:05d}.jpg" for i in range(len(labels))]
-    res101 = {
-        "features": features.T,  # (d_feat, N) as in xlsa17
-        "labels": (labels + 1).astype(np.int32).reshape(-1, 1),
-        "image_files": files,
-    }
+    res101 = res101_variables(features, labels, "synthetic")
     att_splits = {
         "att": att.T,  # (d_att, n_cls)
         "original_att": original_att.T,
@@ -115,9 +109,27 @@ def make_benchmark(cfg: SyntheticConfig) -> tuple[dict, dict]:
     return res101, att_splits
 
 
-# the 116-byte MAT-file text header; scipy writes the current time there, which would make
-# every regeneration a different file (and a different DVC hash) for the same data
-MAT_HEADER = b"MATLAB 5.0 MAT-file, written by bsegn.synthetic".ljust(116, b" ")
+def res101_variables(features: np.ndarray, labels: np.ndarray, source: str) -> dict:
+    """The ``res101.mat`` variables of generated features ``(N, d_feat)`` with 0-based
+    ``labels``, in the xlsa17 layout; image file names say where they came from."""
+    files = np.empty((len(labels), 1), dtype=object)
+    files[:, 0] = [f"{source}/{labels[i] + 1:03d}/img_{i:05d}.jpg" for i in range(len(labels))]
+    return {
+        "features": features.T,  # (d_feat, N) as in xlsa17
+        "labels": (labels + 1).astype(np.int32).reshape(-1, 1),
+        "image_files": files,
+    }
+
+
+def save_mat(path: Path, variables: dict, writer: str, compress: bool) -> None:
+    """Write a MAT-file atomically, byte-reproducibly: scipy puts the current time in the
+    116-byte text header, which would make every regeneration a different file (and a
+    different DVC hash) for the same data, so the header is fixed."""
+    header = f"MATLAB 5.0 MAT-file, written by {writer}".encode().ljust(116, b" ")
+    buf = io.BytesIO()
+    sio.savemat(buf, variables, do_compression=compress)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(header + buf.getvalue()[len(header):])
 
 
 def write_benchmark(cfg: SyntheticConfig, folder: str | Path) -> None:
@@ -125,7 +137,4 @@ def write_benchmark(cfg: SyntheticConfig, folder: str | Path) -> None:
     folder = Path(folder)
     res101, att_splits = make_benchmark(cfg)
     for name, variables in (("res101.mat", res101), ("att_splits.mat", att_splits)):
-        buf = io.BytesIO()
-        sio.savemat(buf, variables, do_compression=True)
-        with atomic_path(folder / name) as tmp:
-            tmp.write_bytes(MAT_HEADER + buf.getvalue()[len(MAT_HEADER):])
+        save_mat(folder / name, variables, "bsegn.synthetic", compress=True)

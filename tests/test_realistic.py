@@ -12,7 +12,7 @@ import scipy.io as sio
 
 from bsegn import realistic
 from bsegn.config import download_config
-from bsegn.data import DataError, check_raw, prepare, read_features, read_splits
+from bsegn.data import DataError, check_raw, class_list, prepare, read_features, read_splits
 
 from shipped import PARAMS, ROOT, prepare_cfg
 from shipped import realistic_cfg as shipped
@@ -55,7 +55,7 @@ def test_labels_agree_with_the_real_splits(name):
     assert set(np.unique(labels[loc["test_seen_loc"]])) <= set(seen)
     if "allclasses_names" in mat and (folder / "testclasses.txt").exists():
         names = np.array([str(np.asarray(n).reshape(-1)[0]) for n in mat["allclasses_names"].reshape(-1)])
-        assert sorted(names[unseen]) == sorted(realistic._lines(folder / "testclasses.txt"))
+        assert sorted(names[unseen]) == sorted(class_list(folder / "testclasses.txt"))
     if "val_loc" in mat:  # the real validation images are exactly the validation classes' images
         val = np.unique(labels[np.asarray(mat["val_loc"]).reshape(-1) - 1])
         assert len(val) == cfg.val_classes
