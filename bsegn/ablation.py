@@ -12,6 +12,11 @@ Each variant is a set of ``-S`` overrides on params.yaml. Two ways to run the gr
 
       python -m bsegn.ablation run --datasets SYN SYN_SHIFT --seeds 0 1 2
 
+  ``--split val`` screens the variants on the class-level validation split instead (train on
+  its seen classes, score its held-out classes; no test image is looked at), which is where
+  design choices are made; ``--gpus N`` spreads the workers over N GPUs; ``--set KEY=VALUE``
+  applies one more override to every variant (``--set 'classify.{ds}.select_epochs="val"'``).
+
 Both write ``reports/ablation.csv``: one row per variant x dataset x seed, plus the
 mean over seeds printed as a table.
 """
@@ -20,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -33,6 +40,7 @@ import yaml
 from . import config, data, download, evaluate, pipeline, trainer
 from .io import save_text
 from .report import result_row
+from .runtime import seed_everything
 
 # variant -> {dotted params key: value}; keys are relative to the dataset's blocks
 # every variant starts from the f-CLSWGAN baseline, whatever params.yaml ships
@@ -52,11 +60,31 @@ VARIANTS: dict[str, dict[str, object]] = {
     "bsegn-fake_seen": {**FULL, "train.{ds}.fem_fake_seen": False},
     "bsegn-cycle": {**FULL, "train.{ds}.cycle": False},
     "bsegn+visual": {**FULL, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic", "fem"]},
+    # mFIM designs that keep the visual level, for the realistic benchmarks (2048-d features,
+    # where dropping it lost; docs/METHOD.md, "Realistic benchmarks")
+    "bsegn_vf": {**FULL, "classify.{ds}.mfim_levels": ["visual", "fem"]},
+    "bsegn_vhs": {**FULL, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
+    "bsegn_vae": {**FULL, "train.{ds}.vae": True, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic", "fem"]},
+    # one generator component at a time under the [visual, hidden, semantic] classifier: what
+    # bsegn_vhs's losses on SYN_CUB/SYN_AWA2 come from (not yet run; docs/METHOD.md)
+    "baseline_vhs": {**OFF, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
+    "cycle_vhs": {**OFF, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
+    "fem_vhs": {**OFF, "train.{ds}.fem": True, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
 }
 
 
-def overrides(variant: str, dataset: str) -> dict[str, object]:
-    return {k.format(ds=dataset): v for k, v in VARIANTS[variant].items()}
+def overrides(variant: str, dataset: str, extra: dict[str, object] | None = None) -> dict[str, object]:
+    """The variant's ``-S`` overrides for ``dataset``, then ``extra`` (same ``{ds}`` keys) on top."""
+    sets = {**VARIANTS[variant], **(extra or {})}
+    return {k.format(ds=dataset): v for k, v in sets.items()}
+
+
+def parse_set(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with a YAML value, as ``dvc exp run -S`` takes it."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set {text!r}: expected KEY=VALUE, e.g. 'classify.{{ds}}.select_epochs=val'")
+    return key, yaml.safe_load(value)
 
 
 def load_variants(path: str) -> list[str]:
@@ -69,32 +97,84 @@ def load_variants(path: str) -> list[str]:
 # --------------------------------------------------------------------------- in-process
 
 
-def _run_one(args: tuple[dict, str, str, int, str]) -> dict:
-    """One variant x dataset x seed: the per-seed stages' own functions, in their order."""
-    params, variant, dataset, seed, prepared_path = args
-    run = pipeline.run_config(config.apply_overrides(params, overrides(variant, dataset)), dataset)
-    bench = data.load_prepared(prepared_path)
-    model, _ = trainer.run_train(bench, run, seed, label=f"{variant} {dataset} {seed}")
-    x, y = pipeline.run_generate(bench, model, run, seed)
+Job = tuple[dict, str, str, int, str, str, dict]  # params, variant, dataset, seed, prepared .npz, split, extra sets
+
+
+def _run_one(job: Job) -> dict:
+    """One variant x dataset x seed: the per-seed stages' own functions, in their order.
+
+    ``split`` ``test``: the pipeline's run, scored on the test split. ``val``: the stage
+    ``train_val`` alone and the validation-split choices (classifier epochs, calibration
+    constant) that ``classify`` would make from it; the row holds what they score there.
+    """
+    params, variant, dataset, seed, prepared_path, split, extra = job
+    run = pipeline.run_config(config.apply_overrides(params, overrides(variant, dataset, extra)), dataset)
+    label = f"{variant} {dataset} {seed}"
     validation = None
-    if evaluate.validation_needed(run.classify):
+    if split == "val" or evaluate.validation_needed(run.classify):
         validation = trainer.run_train_val(data.load_prepared(prepared_path, split="val"), run, seed,
-                                            label=f"{variant} {dataset} {seed} train_val")
-    metrics, *_ = evaluate.run_classify(bench, model, x, y, run, seed, validation)
-    return experiment_row(variant, dataset, seed, metrics)
+                                            label=f"{label} train_val")
+    if split == "val":
+        seed_everything(seed)
+        selection = evaluate.choose_on_validation(validation.bench, validation.model, validation.syn_x,
+                                                  validation.syn_y, run.classify, run.device)
+        return screening_row(variant, dataset, seed, selection)
+    bench = data.load_prepared(prepared_path)
+    model, _ = trainer.run_train(bench, run, seed, label=label)
+    x, y = pipeline.run_generate(bench, model, run, seed)
+    metrics, _, _, selection = evaluate.run_classify(bench, model, x, y, run, seed, validation)
+    return experiment_row(variant, dataset, seed, metrics, selection)
 
 
-def experiment_row(variant: str, dataset: str, seed: int, metrics: dict) -> dict:
-    """One row of reports/ablation.csv from a run's metrics (runs/<DS>/seed<S>/metrics.json)."""
-    return {"variant": variant, "dataset": dataset, "seed": seed, **result_row(metrics)}
+def experiment_row(variant: str, dataset: str, seed: int, metrics: dict, selection: dict | None = None) -> dict:
+    """One row of reports/ablation.csv from a run's metrics (runs/<DS>/seed<S>/metrics.json),
+    with the validation split's choices and scores when the run made them."""
+    row = {"variant": variant, "dataset": dataset, "seed": seed, "split": "test", **result_row(metrics)}
+    if selection is not None:
+        row.update({"gamma": selection["gamma"], "epochs_zsl": selection["epochs"]["zsl"],
+                    "epochs_gzsl": selection["epochs"]["gzsl"], "val_T1": selection["val_T1"],
+                    "val_H": selection["val_H"], "val_H_cs": selection["val_H_cs"]})
+    return row
+
+
+def screening_row(variant: str, dataset: str, seed: int, selection: dict) -> dict:
+    """One row of a validation-split screen: the scores at the epochs and calibration constant
+    chosen there (:func:`bsegn.evaluate.select_on_validation`), the numbers a design is chosen by."""
+    curve = {r["epoch"]: r for r in selection["curve"]}
+    gzsl = curve[selection["epochs"]["gzsl"]]
+    return {"variant": variant, "dataset": dataset, "seed": seed, "split": "val",
+            "T1": curve[selection["epochs"]["zsl"]]["T1"], **{k: gzsl[k] for k in ("U", "S", "H")},
+            **{k: gzsl[k] for k in ("U_cs", "S_cs", "H_cs")}, "gamma": selection["gamma"],
+            "epochs_zsl": selection["epochs"]["zsl"], "epochs_gzsl": selection["epochs"]["gzsl"]}
+
+
+def _init_worker(threads: int | None, counter, n_gpus: int) -> None:
+    """Worker set-up: its thread count, and its GPU (round robin over ``n_gpus``), chosen by
+    ``CUDA_VISIBLE_DEVICES`` before the worker first touches CUDA. Where the parent already
+    restricts ``CUDA_VISIBLE_DEVICES`` (``2,3``), the workers take turns over that list."""
+    if threads:
+        torch.set_num_threads(threads)
+    if n_gpus > 0:
+        with counter.get_lock():
+            k = counter.value
+            counter.value += 1
+        visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+        ids = visible[:n_gpus] if visible else [str(i) for i in range(n_gpus)]
+        os.environ["CUDA_VISIBLE_DEVICES"] = ids[k % len(ids)]
 
 
 def run_grid(params: dict, datasets: list[str], seeds: list[int], variants: list[str], workers: int,
-             on_row: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
+             on_row: Callable[[pd.DataFrame], None] | None = None, split: str = "test",
+             extra: dict[str, object] | None = None, gpus: int = 0) -> pd.DataFrame:
     """Every variant x dataset x seed in worker processes; download and prepare as their stages do.
 
+    ``split``: ``test`` (the pipeline's runs) or ``val`` (screen on the validation split,
+    :func:`_run_one`). ``extra``: overrides applied to every variant. ``gpus``: spread the
+    workers over this many GPUs (0: each worker uses ``base.device`` as it resolves).
     ``on_row`` gets the rows finished so far after each run, in job order, so a grid cut short
     (a GPU lease running out) still leaves what it measured."""
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     cfg = config.download_config(params)
     prep_cfg = config.prepare_config(params)
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,18 +184,45 @@ def run_grid(params: dict, datasets: list[str], seeds: list[int], variants: list
             download.fetch_dataset(ds, cfg.sources[ds], raw, Path(cfg.cache_dir), cfg.timeout_s, cfg.retries)
             prepared = Path(tmp) / f"{ds}.npz"
             data.save_prepared(prepared, data.prepare(raw, prep_cfg))
-            jobs += [(params, v, ds, s, str(prepared)) for v in variants for s in seeds]
+            jobs += [(params, v, ds, s, str(prepared), split, extra or {}) for v in variants for s in seeds]
         # one thread per worker process when several share the cores (float sums may then
         # differ from a stage's in the last bits); one worker keeps the stages' thread count
-        init = torch.set_num_threads if workers > 1 else None  # a plain function: picklable for any start method
+        threads = 1 if workers > 1 else None
         rows: list[dict | None] = [None] * len(jobs)
-        with ProcessPoolExecutor(workers, initializer=init, initargs=(1,)) as pool:
+        # spawned, not forked, workers: a fork of a parent whose torch already ran its thread
+        # pool can hang in the child, and CUDA cannot be used in a forked child at all
+        ctx = multiprocessing.get_context("spawn")
+        counter = ctx.Value("i", 0)
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(threads, counter, gpus)) as pool:
             order = {pool.submit(_run_one, job): i for i, job in enumerate(jobs)}
             for done in as_completed(order):
                 rows[order[done]] = done.result()
                 if on_row is not None:
                     on_row(pd.DataFrame([r for r in rows if r is not None]))
     return pd.DataFrame(rows)
+
+
+PROTOCOL_COLUMNS = ["dataset", "variant", "seed", "protocol", "T1", "U", "S", "H"]
+
+
+def protocol_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The two protocols of each test-split run, one row each (``reports/realistic.csv``):
+
+    * ``honest``: the classifier epochs, and the calibrated-stacking constant when the run
+      has one (``U_cs``/``S_cs``/``H_cs``), chosen on the validation split;
+    * ``test_selected``: the best classifier epoch on the test set, uncalibrated (what most
+      published code reports).
+    """
+    rows = []
+    for r in df[df["split"] == "test"].to_dict("records") if "split" in df else df.to_dict("records"):
+        cs = "H_cs" in r and pd.notna(r["H_cs"])
+        honest = {"T1": r["T1"], **{k: r[f"{k}_cs" if cs else k] for k in ("U", "S", "H")}}
+        selected = {k: r[f"{k}_test_selected"] for k in ("T1", "U", "S", "H")}
+        for protocol, values in (("honest", honest), ("test_selected", selected)):
+            rows.append({"dataset": r["dataset"], "variant": r["variant"], "seed": r["seed"], "protocol": protocol,
+                         **values})
+    return pd.DataFrame(rows, columns=PROTOCOL_COLUMNS)
 
 
 # --------------------------------------------------------------------------- through DVC
@@ -171,7 +278,7 @@ def collect_experiments(exp_show_json: list) -> pd.DataFrame:
 
 def table(df: pd.DataFrame) -> pd.DataFrame:
     order = {v: i for i, v in enumerate(VARIANTS)}
-    cols = [c for c in ("T1", "U", "S", "H", "H_cs") if c in df]
+    cols = [c for c in ("T1", "U", "S", "H", "H_cs", "H_test_selected") if c in df]
     out = df.groupby(["dataset", "variant"])[cols].agg(["mean", "std"]).round(2)
     return out.sort_index(key=lambda idx: idx.map(lambda v: order.get(v, 99)) if idx.name == "variant" else idx)
 
@@ -184,6 +291,11 @@ def main() -> None:
     r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     r.add_argument("--variants", nargs="+", default=None, help=f"default: all of {list(VARIANTS)}")
     r.add_argument("--variants-file", help="YAML of extra variants {name: {dotted key: value}}")
+    r.add_argument("--split", choices=["test", "val"], default="test",
+                   help="val: screen on the validation split (train_val + its choices); test: the pipeline's runs")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an override for every variant, {ds} for the dataset (repeatable)")
+    r.add_argument("--gpus", type=int, default=0, help="spread the workers over this many GPUs")
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--params", default="params.yaml")
     r.add_argument("--out", default="reports/ablation.csv")
@@ -193,7 +305,19 @@ def main() -> None:
     q.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     c = sub.add_parser("collect", help="dvc exp show --json -> reports/ablation.csv")
     c.add_argument("--out", default="reports/ablation.csv")
+    p = sub.add_parser("protocols", help="a run's CSV -> one row per protocol (honest, test_selected)")
+    p.add_argument("csv", help="the CSV of `run` (test split)")
+    p.add_argument("--rename", nargs="*", default=[], metavar="OLD=NEW", help="variant names to report under")
+    p.add_argument("--out", default="reports/realistic.csv")
     args = parser.parse_args()
+
+    if args.cmd == "protocols":
+        names = dict(t.split("=", 1) for t in args.rename)
+        df = protocol_rows(pd.read_csv(args.csv).replace({"variant": names}))
+        save_text(df.to_csv(index=False, float_format="%.2f"), args.out)
+        print(df.groupby(["dataset", "variant", "protocol"])[["T1", "U", "S", "H"]].mean().round(2).to_string())
+        print(f"wrote {args.out}")
+        return
 
     if args.cmd == "run":
         names = load_variants(args.variants_file) if args.variants_file else []
@@ -205,7 +329,12 @@ def main() -> None:
             save_text(df.to_csv(index=False, float_format="%.4f"), args.out)
             print(f"{len(df)} run(s) done, written to {args.out}", flush=True)
 
-        df = run_grid(config.load_params(args.params), args.datasets, args.seeds, variants, args.workers, partial)
+        try:
+            extra = dict(parse_set(t) for t in args.set)
+        except ValueError as e:
+            parser.error(str(e))
+        df = run_grid(config.load_params(args.params), args.datasets, args.seeds, variants, args.workers, partial,
+                      split=args.split, extra=extra, gpus=args.gpus)
     elif args.cmd == "queue":
         for cmd in queue_commands(args.dataset, args.seeds, args.variants):
             print(" ".join(cmd))

@@ -202,7 +202,7 @@ def read_features(folder: str | Path, n_classes: int) -> tuple[np.ndarray, np.nd
 # --------------------------------------------------------------------------- checking
 
 
-def _val_classes(splits: Splits, mat: dict, labels: np.ndarray, folder: Path) -> np.ndarray:
+def validation_classes(splits: Splits, mat: dict, labels: np.ndarray, folder: Path) -> np.ndarray:
     """Seen classes held out for validation: from val_loc, else from valclasses1.txt."""
     if "val_loc" in mat and "train_loc" in mat:
         val_loc = split_indices(mat, "val_loc", folder / "att_splits.mat")
@@ -259,7 +259,7 @@ def _read_checked(folder: Path) -> tuple[Splits, np.ndarray, np.ndarray, np.ndar
     splits, mat = read_splits(folder)
     x, labels = read_features(folder, splits.att.shape[0])
     seen, unseen = check_splits(splits, labels, folder / "att_splits.mat")
-    val_cls = _val_classes(splits, mat, labels, folder)
+    val_cls = validation_classes(splits, mat, labels, folder)
     if not np.isin(val_cls, seen).all() or len(val_cls) >= len(seen):
         raise DataError(f"{folder}: validation classes must be a proper subset of the trainval classes")
     return splits, x, labels, seen, unseen, val_cls

@@ -119,9 +119,11 @@ def gzsl_row(bench: Benchmark, classes: np.ndarray, seen_cols: torch.Tensor, sco
 
 
 def gzsl_curve(bench: Benchmark, feats: MfimFeatures, syn_y: np.ndarray, cfg: ClassifyConfig, epochs: int,
-               gamma: float | None, search_gamma: bool) -> tuple[dict[int, dict], dict]:
+               gamma: float | None, search_gamma: bool, keep: int | None = None) -> tuple[dict[int, dict], dict]:
     """GZSL: a softmax over all classes on real seen + synthetic unseen features;
-    ``{epoch: row of gzsl_row}`` after every epoch, and the last epoch's test predictions."""
+    ``{epoch: row of gzsl_row}`` after every epoch, and the test predictions after epoch
+    ``keep`` (default: the last)."""
+    keep = keep or epochs
     classes = np.union1d(bench.seen, bench.unseen)
     seen_cols = torch.as_tensor(np.isin(classes, bench.seen), device=feats.syn.device)
     x, y_idx = gzsl_training_set(bench, feats, syn_y, classes)
@@ -129,8 +131,10 @@ def gzsl_curve(bench: Benchmark, feats: MfimFeatures, syn_y: np.ndarray, cfg: Cl
     last: dict[str, torch.Tensor] = {}
 
     def on_epoch(epoch: int, clf) -> None:
-        last["seen"], last["unseen"] = predict_scores(clf, feats.test_seen), predict_scores(clf, feats.test_unseen)
-        curve[epoch] = gzsl_row(bench, classes, seen_cols, last["seen"], last["unseen"], gamma, search_gamma)
+        scores_seen, scores_unseen = predict_scores(clf, feats.test_seen), predict_scores(clf, feats.test_unseen)
+        curve[epoch] = gzsl_row(bench, classes, seen_cols, scores_seen, scores_unseen, gamma, search_gamma)
+        if epoch == keep:
+            last["seen"], last["unseen"] = scores_seen, scores_unseen
 
     fit_softmax(x, y_idx, len(classes), replace(cfg, epochs=epochs), on_epoch=on_epoch)
     predictions = {"test_seen_y": bench.test_seen_y, "test_seen_pred": classes[last["seen"].argmax(1).cpu().numpy()],
@@ -156,13 +160,16 @@ def evaluate(bench: Benchmark, model: GenerativeModel, syn_x: np.ndarray, syn_y:
     ``epochs``: ``{"zsl": n, "gzsl": m}`` classifier epochs (default ``cfg.epochs`` for both).
     ``gamma``: apply calibrated stacking with this constant (columns ``*_cs``).
     ``search_gamma``: on validation data, also find the best gamma at every epoch.
-    The headline metrics are those after the given epoch counts; ``test_selected`` holds the
-    best epochs on the test set.
+    The headline metrics (and the predictions) are those after the given epoch counts. The
+    classifiers always run ``cfg.epochs``, so the curve, and ``test_selected`` (the best
+    epochs on the test set), cover the whole budget whatever epochs were chosen.
     """
     epochs = epochs or {"zsl": cfg.epochs, "gzsl": cfg.epochs}
+    if max(epochs.values()) > cfg.epochs or min(epochs.values()) < 1:
+        raise ValueError(f"classifier epochs {epochs} outside 1..classify.epochs={cfg.epochs}")
     feats = mfim_features(bench, model, syn_x, cfg, device)
-    zsl = zsl_curve(bench, feats, syn_y, cfg, epochs["zsl"])  # fitted first: the random stream's order
-    gzsl, predictions = gzsl_curve(bench, feats, syn_y, cfg, epochs["gzsl"], gamma, search_gamma)
+    zsl = zsl_curve(bench, feats, syn_y, cfg, cfg.epochs)  # fitted first: the random stream's order
+    gzsl, predictions = gzsl_curve(bench, feats, syn_y, cfg, cfg.epochs, gamma, search_gamma, keep=epochs["gzsl"])
     curve = [{"epoch": e, **zsl.get(e, {}), **gzsl.get(e, {})} for e in sorted(zsl.keys() | gzsl.keys())]
 
     last = gzsl[epochs["gzsl"]]
@@ -178,11 +185,15 @@ def select_on_validation(curve: list[dict], cfg: ClassifyConfig) -> dict:
     """Decisions from a validation-split curve (``evaluate(..., search_gamma=True)``).
 
     Classifier epochs: the best validation T1 (ZSL) and H (GZSL) when
-    ``classify.select_epochs`` is ``val``, else ``classify.epochs``. Gamma: the best
-    calibrated-stacking constant at the GZSL epoch count used.
+    ``classify.select_epochs`` is ``val``, else ``classify.epochs``; with calibrated
+    stacking on, the GZSL epoch is the one whose *calibrated* H is best, since that is the
+    number the run reports (the two can peak apart: an epoch that overfits the seen
+    classes may calibrate well). Gamma: the best calibrated-stacking constant at the GZSL
+    epoch count used.
     """
     if cfg.select_epochs == "val":
-        epochs = {"zsl": max(curve, key=lambda r: r["T1"])["epoch"], "gzsl": max(curve, key=lambda r: r["H"])["epoch"]}
+        h_key = "H_cs" if cfg.calibration else "H"
+        epochs = {"zsl": max(curve, key=lambda r: r["T1"])["epoch"], "gzsl": max(curve, key=lambda r: r[h_key])["epoch"]}
     else:
         epochs = {"zsl": cfg.epochs, "gzsl": cfg.epochs}
     row = next(r for r in curve if r["epoch"] == epochs["gzsl"])

@@ -20,7 +20,9 @@ Only the features are generated, 2048-d like ResNet-101 average-pool features:
   variance is a smooth nonlinear function of the class's semantic vector, the rest
   ``u_c`` is not predictable from it. An unseen class inherits ``kinship`` of its ``u_c``
   from its ``neighbours`` nearest seen classes in semantic space, so its images resemble
-  seen classes a generator has fitted, which pulls GZSL predictions toward the seen;
+  seen classes a generator has fitted, which pulls GZSL predictions toward the seen; the
+  validation classes inherit likewise from the other seen classes, so the validation split
+  poses the test split's problem;
 * an image's pre-activation is ``class_spread * h_c W + instance_spread * r_i M + noise * e_i``:
   class signal, a low-rank (``d_instance``) variation shared by all classes (pose,
   background: correlated dimensions within a class) and per-dimension noise;
@@ -41,7 +43,7 @@ import scipy.io as sio
 from scipy.special import ndtri
 
 from .config import RealisticConfig
-from .data import DataError, class_names, named_classes, split_indices
+from .data import DataError, class_names, named_classes, read_splits, split_indices, validation_classes
 from .synthetic import res101_variables, save_mat
 
 # files of a split folder that the benchmark carries over (the loader reads them)
@@ -134,10 +136,11 @@ def assign_labels(cfg: RealisticConfig, mat: dict, folder: Path, rng: np.random.
 
 
 def class_codes(cfg: RealisticConfig, att: np.ndarray, seen: np.ndarray, unseen: np.ndarray,
-                rng: np.random.Generator) -> np.ndarray:
+                rng: np.random.Generator, val: np.ndarray | None = None) -> np.ndarray:
     """Latent class codes ``h: (n_cls, d_code)``, unit variance per factor.
 
-    ``att: (n_cls, d_att)`` the real class semantics."""
+    ``att: (n_cls, d_att)`` the real class semantics; ``val``: the validation classes
+    (seen classes), which inherit from the remaining seen classes as the unseen do from all."""
     n_cls, d_att = att.shape
     a = (att - att.mean(axis=0)) / (att.std(axis=0) + 1e-8)  # standardised per semantic dimension
     w1 = rng.normal(0.0, 2.0 / np.sqrt(d_att), size=(d_att, cfg.d_code))
@@ -147,11 +150,22 @@ def class_codes(cfg: RealisticConfig, att: np.ndarray, seen: np.ndarray, unseen:
 
     u = rng.normal(size=(n_cls, cfg.d_code))  # the part they do not
     unit = att / np.linalg.norm(att, axis=1, keepdims=True)
-    similarity = unit[unseen] @ unit[seen].T  # (n_unseen, n_seen) cosine
-    k = min(cfg.neighbours, len(seen))
-    nearest = seen[np.argsort(-similarity, axis=1, kind="stable")[:, :k]]  # (n_unseen, k)
-    inherited = u[nearest].mean(axis=1) * np.sqrt(k)  # unit variance again
-    u[unseen] = cfg.kinship * inherited + np.sqrt(1.0 - cfg.kinship ** 2) * u[unseen]
+
+    def inherit(targets: np.ndarray, sources: np.ndarray) -> None:
+        """``targets`` take ``kinship`` of their rest from their nearest ``sources``."""
+        similarity = unit[targets] @ unit[sources].T  # (n_targets, n_sources) cosine
+        k = min(cfg.neighbours, len(sources))
+        nearest = sources[np.argsort(-similarity, axis=1, kind="stable")[:, :k]]  # (n_targets, k)
+        inherited = u[nearest].mean(axis=1) * np.sqrt(k)  # unit variance again
+        u[targets] = cfg.kinship * inherited + np.sqrt(1.0 - cfg.kinship ** 2) * u[targets]
+
+    # the validation classes stand to the other seen classes as the unseen stand to the seen,
+    # so choices made on the validation split (classifier epochs, calibration, designs)
+    # transfer to the test split; without this the validation split is a much harder
+    # problem than the test split (measured: CUB validation T1 15 against test T1 39)
+    if val is not None and len(val):
+        inherit(val, np.setdiff1d(seen, val))
+    inherit(unseen, seen)
     return np.sqrt(cfg.explained) * e + np.sqrt(1.0 - cfg.explained) * u
 
 
@@ -189,7 +203,9 @@ def make_benchmark(cfg: RealisticConfig) -> tuple[dict, Path]:
     att = np.asarray(mat["att"], dtype=np.float64).T  # (n_cls, d_att)
     unseen = np.unique(labels[split_indices(mat, "test_unseen_loc", path)])
     seen = np.setdiff1d(np.arange(att.shape[0]), unseen)
-    h = class_codes(cfg, att, seen, unseen, rng)
+    splits, _ = read_splits(folder)
+    val = validation_classes(splits, mat, labels, folder)  # as the loader will find them
+    h = class_codes(cfg, att, seen, unseen, rng, val)
     features = make_features(cfg, h, labels, rng)
     return res101_variables(features, labels, "realistic"), folder
 

@@ -1,5 +1,6 @@
 """The ablation grid's plumbing: overrides, DVC queue commands, collecting experiments."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,58 @@ def test_run_grid_reports_each_finished_run_in_job_order(tmp_path, monkeypatch):
     assert list(zip(df["variant"], df["seed"])) == [("baseline", 0), ("baseline", 1)]
     assert seen == [[("baseline", 0)], [("baseline", 0), ("baseline", 1)]]
     assert {"H", "H_test_selected"} <= set(df.columns)
+
+
+def test_val_screen_scores_the_validation_choices_and_spreads_over_gpus(tmp_path, monkeypatch):
+    """--split val trains on the validation split only; its row is the choice made there."""
+    monkeypatch.chdir(tmp_path)
+    params = apply_overrides(load_params(ROOT / "params.yaml"), {
+        "train.SYN.epochs": 1, "train.SYN.hidden": 16, "train.SYN.fem_hidden": 16, "train.SYN.cls_pretrain_epochs": 1,
+        "generate.SYN.syn_num": 5, "classify.SYN.epochs": 3})
+    extra = dict([ablation.parse_set('classify.{ds}.select_epochs="val"')])
+    assert extra == {"classify.{ds}.select_epochs": "val"}
+    df = ablation.run_grid(params, ["SYN"], [0], ["baseline"], workers=1, split="val", extra=extra)
+    (row,) = df.to_dict("records")
+    assert row["split"] == "val" and 1 <= row["epochs_gzsl"] <= 3 and 1 <= row["epochs_zsl"] <= 3
+    assert {"T1", "U", "S", "H", "U_cs", "S_cs", "H_cs", "gamma"} <= set(row)
+    assert row["H_cs"] >= row["H"] - 1e-9  # gamma 0 is among the candidates
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        ablation.parse_set("classify.SYN.epochs")
+    with pytest.raises(ValueError, match="split"):
+        ablation.run_grid(params, ["SYN"], [0], ["baseline"], workers=1, split="train")
+
+
+def test_workers_take_gpus_round_robin(monkeypatch):
+    import multiprocessing
+    counter = multiprocessing.Value("i", 0)
+    seen = []
+    for _ in range(5):
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        ablation._init_worker(None, counter, 2)
+        seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
+    assert seen == ["0", "1", "0", "1", "0"]
+    seen = []
+    for _ in range(3):  # a parent restricted to GPUs 2 and 3 hands out 2 and 3
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+        ablation._init_worker(None, counter, 2)
+        seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
+    assert seen == ["3", "2", "3"]  # the counter stood at 5
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    ablation._init_worker(None, counter, 0)
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_protocol_rows_take_the_calibrated_honest_numbers_and_the_test_selected_ones():
+    import pandas as pd
+    run = {"variant": "bsegn_vhs", "dataset": "SYN_CUB", "seed": 3, "split": "test", "T1": 40.0, "U": 30.0,
+           "S": 70.0, "H": 42.0, "U_cs": 35.0, "S_cs": 60.0, "H_cs": 44.2, "T1_test_selected": 41.0,
+           "U_test_selected": 33.0, "S_test_selected": 66.0, "H_test_selected": 44.0}
+    val_row = {**run, "split": "val"}  # a screening row is no claim: left out
+    plain = {k: v for k, v in run.items() if not k.endswith("_cs")}  # a run without calibration
+    df = ablation.protocol_rows(pd.DataFrame([run, val_row, plain]))
+    assert list(df.columns) == ablation.PROTOCOL_COLUMNS
+    rows = df.to_dict("records")
+    assert rows[0] == {"dataset": "SYN_CUB", "variant": "bsegn_vhs", "seed": 3, "protocol": "honest",
+                       "T1": 40.0, "U": 35.0, "S": 60.0, "H": 44.2}
+    assert rows[1]["protocol"] == "test_selected" and (rows[1]["T1"], rows[1]["H"]) == (41.0, 44.0)
+    assert len(rows) == 4 and (rows[2]["U"], rows[2]["H"]) == (30.0, 42.0)

@@ -14,9 +14,16 @@ CURVE = [
 
 
 def test_val_selection_takes_the_best_validation_epochs_and_their_gamma():
-    sel = select_on_validation(CURVE, classify_cfg(epochs=3, select_epochs="val"))
+    sel = select_on_validation(CURVE, classify_cfg(epochs=3, select_epochs="val", calibration=False))
     assert sel["epochs"] == {"zsl": 2, "gzsl": 3}
     assert sel["gamma"] == 0.1 and sel["val_H"] == 42.0 and sel["val_T1"] == 50.0
+
+
+def test_val_selection_with_calibration_takes_the_best_calibrated_epoch():
+    # epoch 3 has the best plain H, epoch 2 the best calibrated H: calibration reports the latter
+    sel = select_on_validation(CURVE, classify_cfg(epochs=3, select_epochs="val", calibration=True))
+    assert sel["epochs"] == {"zsl": 2, "gzsl": 2}
+    assert sel["gamma"] == 0.2 and sel["val_H_cs"] == 45.0
 
 
 def test_fixed_epochs_keep_the_configured_count_and_take_gamma_there():

@@ -273,7 +273,7 @@ def test_stage_functions_chain_into_consistent_metrics(splits, select_epochs, ca
     assert [r["epoch"] for r in val_curve] == [1, 2, 3, 4]
     if select_epochs == "val":
         assert selection["epochs"] == {"zsl": max(val_curve, key=lambda r: r["T1"])["epoch"],
-                                       "gzsl": max(val_curve, key=lambda r: r["H"])["epoch"]}
+                                       "gzsl": max(val_curve, key=lambda r: r["H_cs" if calibration else "H"])["epoch"]}
     else:
         assert selection["epochs"] == {"zsl": 4, "gzsl": 4}
     gzsl_row = next(r for r in val_curve if r["epoch"] == selection["epochs"]["gzsl"])
@@ -281,7 +281,7 @@ def test_stage_functions_chain_into_consistent_metrics(splits, select_epochs, ca
 
     # the classifiers ran for the chosen epochs; the headline is that epoch's row of the curve
     assert (metrics["epochs_zsl"], metrics["epochs_gzsl"]) == (selection["epochs"]["zsl"], selection["epochs"]["gzsl"])
-    assert [r["epoch"] for r in curve] == list(range(1, max(selection["epochs"].values()) + 1))
+    assert [r["epoch"] for r in curve] == [1, 2, 3, 4]  # the whole budget, whatever was chosen
     last = next(r for r in curve if r["epoch"] == metrics["epochs_gzsl"])
     assert metrics["T1"] == next(r for r in curve if r["epoch"] == metrics["epochs_zsl"])["T1"]
     assert (metrics["U"], metrics["S"], metrics["H"]) == (last["U"], last["S"], last["H"])
@@ -312,7 +312,11 @@ def test_evaluate_without_calibration_reports_none(splits, model):
     metrics, curve, _ = evaluate.evaluate(test, model, x.numpy(), y.numpy(), classify_cfg(epochs=2), CPU,
                                           epochs={"zsl": 1, "gzsl": 2})
     assert "calibrated" not in metrics and not any(k.endswith("_cs") for r in curve for k in r)
-    assert curve[0].keys() == {"epoch", "T1", "U", "S", "H"} and curve[1].keys() == {"epoch", "U", "S", "H"}
+    # both classifiers run the whole budget; the headline T1 is the chosen epoch's
+    assert curve[0].keys() == curve[1].keys() == {"epoch", "T1", "U", "S", "H"}
+    assert metrics["T1"] == curve[0]["T1"] and metrics["H"] == curve[1]["H"]
+    with pytest.raises(ValueError, match="classify.epochs"):
+        evaluate.evaluate(test, model, x.numpy(), y.numpy(), classify_cfg(epochs=2), CPU, epochs={"zsl": 3, "gzsl": 2})
     assert all(0.0 <= r[k] <= 100.0 for r in curve for k in r if k != "epoch")
 
 
@@ -347,8 +351,9 @@ def test_more_zsl_than_gzsl_epochs_and_per_sample_mfim(splits, model):
     x, y = generate(model, torch.as_tensor(test.att), torch.as_tensor(test.unseen), 10)
     cfg = classify_cfg(epochs=2, mfim_per_sample=True)
     metrics, curve, _ = evaluate.evaluate(test, model, x.numpy(), y.numpy(), cfg, CPU, epochs={"zsl": 2, "gzsl": 1})
-    assert curve[0].keys() == {"epoch", "T1", "U", "S", "H"} and curve[1].keys() == {"epoch", "T1"}
+    assert curve[0].keys() == curve[1].keys() == {"epoch", "T1", "U", "S", "H"}
     assert (metrics["epochs_zsl"], metrics["epochs_gzsl"]) == (2, 1) and metrics["T1"] == curve[1]["T1"]
+    assert metrics["H"] == curve[0]["H"]
     feats = evaluate.mfim_features(test, model, x.numpy(), cfg, CPU)
     # per-sample: every level of every feature has the same norm, so each row's norm is the same
     norms = torch.cat([feats.train, feats.syn, feats.test_seen, feats.test_unseen]).norm(dim=1)
