@@ -12,7 +12,7 @@ import scipy.io as sio
 from bsegn.config import PrepareConfig
 from bsegn.data import (
     DataError,
-    _val_classes,
+    validation_classes,
     check_splits,
     load_prepared,
     prepare,
@@ -396,6 +396,6 @@ def test_real_awa2_splits_with_labels():
     seen, unseen = check_splits(splits, labels, folder / "att_splits.mat")
     assert (len(seen), len(unseen)) == (40, 10)
 
-    val_classes = _val_classes(splits, mat, labels, folder)  # derived from val_loc
+    val_classes = validation_classes(splits, mat, labels, folder)  # derived from val_loc
     assert 0 < len(val_classes) < len(seen)
     assert np.isin(val_classes, seen).all()

@@ -202,8 +202,9 @@ def test_in_process_ablation_gives_the_pipelines_metrics(project):
             write_params(project, apply_overrides(TINY, ablation.overrides(variant, "TINY")))
             sh(DVC + ["repro", "classify@TINY-0"], project)
             through_dvc = json.loads((project / "runs/TINY/seed0/metrics.json").read_text())
-            in_process = ablation._run_one((TINY, variant, "TINY", 0, prepared))
-            assert in_process == ablation.experiment_row(variant, "TINY", 0, through_dvc), variant
+            selection = json.loads((project / "runs/TINY/seed0/validation.json").read_text())["selection"]
+            in_process = ablation._run_one((TINY, variant, "TINY", 0, prepared, "test", {}))
+            assert in_process == ablation.experiment_row(variant, "TINY", 0, through_dvc, selection), variant
     finally:
         write_params(project, TINY)
         sh(DVC + ["repro"], project)
