@@ -16,6 +16,8 @@ Each variant is a set of ``-S`` overrides on params.yaml. Two ways to run the gr
   its seen classes, score its held-out classes; no test image is looked at), which is where
   design choices are made; ``--gpus N`` spreads the workers over N GPUs; ``--set KEY=VALUE``
   applies one more override to every variant (``--set 'classify.{ds}.select_epochs="val"'``).
+  ``choose SCREEN.csv`` applies the design rule to such a screen; ``protocols RUNS.csv``
+  writes the honest and test-selected rows of test runs (``reports/realistic.csv``).
 
 Both write ``reports/ablation.csv``: one row per variant x dataset x seed, plus the
 mean over seeds printed as a table.
@@ -225,6 +227,22 @@ def protocol_rows(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PROTOCOL_COLUMNS)
 
 
+def choose(screen: pd.DataFrame, exclude: list[str] | None = None) -> tuple[dict[str, str], pd.DataFrame]:
+    """The design rule of a validation screen (``run --split val``): per dataset, the variant
+    with the best mean validation H, calibrated (``H_cs``) where the rows have it. Returns
+    ``({dataset: variant}, the means it was chosen from)``; ``exclude`` leaves variants out
+    (the baseline, when choosing among BSeGN designs)."""
+    if "split" in screen and (screen["split"] != "val").any():
+        raise ValueError("choose: only validation-split rows (run --split val) may choose a design")
+    rows = screen[~screen["variant"].isin(exclude or [])]
+    if rows.empty:
+        raise ValueError("choose: no rows left to choose from")
+    key = "H_cs" if "H_cs" in rows and rows["H_cs"].notna().all() else "H"
+    means = rows.groupby(["dataset", "variant"])[key].agg(["mean", "count"]).reset_index()
+    best = means.sort_values(["dataset", "mean"], ascending=[True, False], kind="stable").groupby("dataset").head(1)
+    return dict(zip(best["dataset"], best["variant"])), means
+
+
 # --------------------------------------------------------------------------- through DVC
 
 
@@ -309,8 +327,24 @@ def main() -> None:
     p.add_argument("csv", help="the CSV of `run` (test split)")
     p.add_argument("--rename", nargs="*", default=[], metavar="OLD=NEW", help="variant names to report under")
     p.add_argument("--out", default="reports/realistic.csv")
+    ch = sub.add_parser("choose", help="a validation screen's CSV -> the best variant per dataset")
+    ch.add_argument("csv", help="the CSV of `run --split val`")
+    ch.add_argument("--exclude", nargs="*", default=["baseline"], help="variants not to choose (default: baseline)")
     args = parser.parse_args()
 
+    if args.cmd == "choose":
+        screen = pd.read_csv(args.csv)
+        if "split" in screen and (screen["split"] != "val").any():
+            print(f"{args.csv}: {int((screen['split'] != 'val').sum())} test-split row(s) left out: "
+                  "a design is chosen on validation rows only")
+            screen = screen[screen["split"] == "val"]
+        try:
+            chosen, means = choose(screen, args.exclude)
+        except ValueError as e:
+            parser.error(str(e))
+        print(means.round(2).to_string(index=False))
+        print(json.dumps(chosen))
+        return
     if args.cmd == "protocols":
         names = dict(t.split("=", 1) for t in args.rename)
         df = protocol_rows(pd.read_csv(args.csv).replace({"variant": names}))

@@ -122,3 +122,17 @@ def test_protocol_rows_take_the_calibrated_honest_numbers_and_the_test_selected_
                        "T1": 40.0, "U": 35.0, "S": 60.0, "H": 44.2}
     assert rows[1]["protocol"] == "test_selected" and (rows[1]["T1"], rows[1]["H"]) == (41.0, 44.0)
     assert len(rows) == 4 and (rows[2]["U"], rows[2]["H"]) == (30.0, 42.0)
+
+
+def test_choose_takes_the_best_mean_validation_h_per_dataset_and_refuses_test_rows():
+    import pandas as pd
+    rows = [("SYN_CUB", "bsegn_vhs", 0, 20.0), ("SYN_CUB", "bsegn_vhs", 1, 18.0), ("SYN_CUB", "bsegn", 0, 25.0),
+            ("SYN_CUB", "bsegn", 1, 10.0), ("SYN_CUB", "baseline", 0, 99.0), ("SYN_FLO", "bsegn", 0, 70.0)]
+    screen = pd.DataFrame([{"dataset": d, "variant": v, "seed": s, "split": "val", "H": 0.0, "H_cs": h}
+                           for d, v, s, h in rows])
+    chosen, means = ablation.choose(screen, exclude=["baseline"])
+    assert chosen == {"SYN_CUB": "bsegn_vhs", "SYN_FLO": "bsegn"}  # 19.0 beats 17.5; baseline left out
+    assert set(means["variant"]) == {"bsegn", "bsegn_vhs"}
+    assert ablation.choose(screen)[0]["SYN_CUB"] == "baseline"
+    with pytest.raises(ValueError, match="validation"):
+        ablation.choose(screen.assign(split="test"))
