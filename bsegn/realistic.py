@@ -39,7 +39,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import scipy.io as sio
 from scipy.special import ndtri
 
 from .config import RealisticConfig
@@ -197,13 +196,12 @@ def make_benchmark(cfg: RealisticConfig) -> tuple[dict, Path]:
     if not path.is_file():
         raise DataError(f"{path}: not found; a realistic benchmark needs the real split file "
                         f"(download.sources.<DATASET>.realistic.splits)")
-    mat = sio.loadmat(path)
+    splits, mat = read_splits(folder)  # checked once; the raw variables for the optional keys
     rng = np.random.default_rng(cfg.seed)
     labels = assign_labels(cfg, mat, folder, rng)
     att = np.asarray(mat["att"], dtype=np.float64).T  # (n_cls, d_att)
     unseen = np.unique(labels[split_indices(mat, "test_unseen_loc", path)])
     seen = np.setdiff1d(np.arange(att.shape[0]), unseen)
-    splits, _ = read_splits(folder)
     val = validation_classes(splits, mat, labels, folder)  # as the loader will find them
     h = class_codes(cfg, att, seen, unseen, rng, val)
     features = make_features(cfg, h, labels, rng)
