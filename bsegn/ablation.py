@@ -133,10 +133,15 @@ def experiment_row(variant: str, dataset: str, seed: int, metrics: dict, selecti
     with the validation split's choices and scores when the run made them."""
     row = {"variant": variant, "dataset": dataset, "seed": seed, "split": "test", **result_row(metrics)}
     if selection is not None:
-        row.update({"gamma": selection["gamma"], "epochs_zsl": selection["epochs"]["zsl"],
-                    "epochs_gzsl": selection["epochs"]["gzsl"], "val_T1": selection["val_T1"],
-                    "val_H": selection["val_H"], "val_H_cs": selection["val_H_cs"]})
+        row.update({**_choices(selection), "val_T1": selection["val_T1"], "val_H": selection["val_H"],
+                    "val_H_cs": selection["val_H_cs"]})
     return row
+
+
+def _choices(selection: dict) -> dict:
+    """What :func:`bsegn.evaluate.select_on_validation` chose: the constant and the epochs."""
+    return {"gamma": selection["gamma"], "epochs_zsl": selection["epochs"]["zsl"],
+            "epochs_gzsl": selection["epochs"]["gzsl"]}
 
 
 def screening_row(variant: str, dataset: str, seed: int, selection: dict) -> dict:
@@ -146,8 +151,7 @@ def screening_row(variant: str, dataset: str, seed: int, selection: dict) -> dic
     gzsl = curve[selection["epochs"]["gzsl"]]
     return {"variant": variant, "dataset": dataset, "seed": seed, "split": "val",
             "T1": curve[selection["epochs"]["zsl"]]["T1"], **{k: gzsl[k] for k in ("U", "S", "H")},
-            **{k: gzsl[k] for k in ("U_cs", "S_cs", "H_cs")}, "gamma": selection["gamma"],
-            "epochs_zsl": selection["epochs"]["zsl"], "epochs_gzsl": selection["epochs"]["gzsl"]}
+            **{k: gzsl[k] for k in ("U_cs", "S_cs", "H_cs")}, **_choices(selection)}
 
 
 def _init_worker(threads: int | None, counter, n_gpus: int) -> None:
