@@ -49,12 +49,29 @@ def run_config(params: dict, dataset: str) -> RunConfig:
                      stage_config(params, "classify", dataset), resolve_device(base.device, base.tf32))
 
 
-def run_generate(bench: Benchmark, model: GenerativeModel, run: RunConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stage ``generate``: ``generate.syn_num`` synthetic features per unseen class (x, class ids)."""
+def run_generate(bench: Benchmark, model: GenerativeModel, run: RunConfig, seed: int,
+                 syn_num: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Stage ``generate``: ``syn_num`` (default ``generate.syn_num``) synthetic features per
+    unseen class (x, class ids)."""
     seed_everything(seed)
     x, y = generate(model, torch.as_tensor(bench.att, device=run.device),
-                    torch.as_tensor(bench.unseen, device=run.device), run.generate.syn_num)
+                    torch.as_tensor(bench.unseen, device=run.device), syn_num or run.generate.syn_num)
     return x.cpu().numpy(), y.cpu().numpy()
+
+
+def validation_syn_num(val: Benchmark, syn_num: int) -> int:
+    """Synthetic features per held-out class on the validation split.
+
+    The classifier's bias between the two domains, which the calibration constant and the
+    classifier epochs chosen there correct, grows with the ratio of fakes per unseen class to
+    real images per seen class. The validation split trains on only part of each seen class's
+    images (the rest is its seen test set, ``prepare.val_seen_fraction``), so ``syn_num`` is
+    scaled by that part to keep the test split's ratio; with ``syn_num`` itself, the
+    validation classifier leans further to the unseen side and its choices over-correct
+    (docs/METHOD.md, "Calibration").
+    """
+    share = len(val.train_y) / (len(val.train_y) + len(val.test_seen_y))
+    return max(1, round(syn_num * share))
 
 
 @dataclass

@@ -32,7 +32,7 @@ from .config import TrainConfig
 from .data import Benchmark
 from .errors import PipelineError
 from .model import GenerativeModel, build_model
-from .pipeline import RunConfig, Validation, run_generate
+from .pipeline import RunConfig, Validation, run_generate, validation_syn_num
 from .nets import Critic, Encoder, SoftmaxClassifier, cosine_logits
 from .progress import Progress
 from .runtime import seed_everything
@@ -430,6 +430,7 @@ def run_train(bench: Benchmark, run: RunConfig, seed: int, label: str = "train",
 
 def run_train_val(val: Benchmark, run: RunConfig, seed: int, label: str = "train_val",
                   checkpoint_path: Path | None = None) -> Validation:
-    """Stage ``train_val``: train and generate as above, on the class-level validation split."""
+    """Stage ``train_val``: train and generate as above, on the class-level validation split
+    (with :func:`bsegn.pipeline.validation_syn_num` fakes per held-out class)."""
     model, _ = run_train(val, run, seed, label, checkpoint_path)
-    return Validation(val, model, *run_generate(val, model, run, seed))
+    return Validation(val, model, *run_generate(val, model, run, seed, validation_syn_num(val, run.generate.syn_num)))

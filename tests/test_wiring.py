@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bsegn import evaluate, losses, mfim, pipeline, trainer
-from bsegn.data import prepare
+from bsegn.data import Benchmark, prepare
 from bsegn.metrics import gzsl_scores
 from bsegn.model import generate
 from bsegn.nets import cosine_logits
@@ -264,7 +264,11 @@ def test_stage_functions_chain_into_consistent_metrics(splits, select_epochs, ca
     assert x.shape == (10 * len(test.unseen), test.d_feat) and (np.unique(y, return_counts=True)[1] == 10).all()
     assert set(y) == set(test.unseen)
     validation = trainer.run_train_val(val, run, seed=0)
-    assert validation.bench is val and set(validation.syn_y) == set(val.unseen) and len(validation.syn_x) == 10 * len(val.unseen)
+    assert validation.bench is val and set(validation.syn_y) == set(val.unseen)
+    # fakes per held-out class scaled by the share of seen images the validation split trains on
+    per_class = np.unique(validation.syn_y, return_counts=True)[1]
+    share = len(val.train_y) / (len(val.train_y) + len(val.test_seen_y))
+    assert share < 0.95 and (per_class == round(10 * share)).all() and len(validation.syn_x) == per_class.sum()
     with pytest.raises(ValueError, match="train_val"):
         evaluate.run_classify(test, model, x, y, run, 0, None)
 
@@ -514,3 +518,14 @@ def test_stage_functions_hand_their_checkpoint_path_to_training(splits, tmp_path
     trainer.run_train(splits["test"], run, 0, checkpoint_path=tmp_path / "train.pt")
     trainer.run_train_val(splits["val"], run, 0, checkpoint_path=tmp_path / "train_val.pt")
     assert (tmp_path / "train.pt").exists() and (tmp_path / "train_val.pt").exists()
+
+
+def test_validation_syn_num_keeps_the_fake_to_real_ratio_of_the_test_split():
+    """80 of 100 seen images trained on -> 80 % of the fakes; never fewer than one."""
+    def bench(n_train, n_test_seen):
+        z = np.zeros((0, 2), np.float32)
+        return Benchmark(np.zeros((2, 2), np.float32), np.array([0]), np.array([1]), z,
+                         np.zeros(n_train, np.int64), z, np.zeros(n_test_seen, np.int64), z, np.zeros(0, np.int64))
+    assert pipeline.validation_syn_num(bench(80, 20), 300) == 240
+    assert pipeline.validation_syn_num(bench(50, 50), 3) == 2
+    assert pipeline.validation_syn_num(bench(1, 99), 10) == 1
