@@ -45,11 +45,12 @@ from .report import result_row
 from .runtime import seed_everything
 
 # variant -> {dotted params key: value}; keys are relative to the dataset's blocks
-# every variant starts from the f-CLSWGAN baseline, whatever params.yaml ships
+# every variant but "shipped" starts from the f-CLSWGAN baseline, whatever params.yaml ships
 OFF = {"train.{ds}.fem": False, "train.{ds}.cycle": False, "train.{ds}.vae": False,
        "classify.{ds}.mfim_levels": ["visual"]}
 FULL = {**OFF, "train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["semantic", "fem"]}
 VARIANTS: dict[str, dict[str, object]] = {
+    "shipped": {},  # params.yaml as it is: the per-dataset design each dataset block ships
     "baseline": OFF,  # f-CLSWGAN: every BSeGN switch off, classifier on visual features
     "cycle": {**OFF, "train.{ds}.cycle": True},
     "fem_f2s": {**OFF, "train.{ds}.fem": True, "train.{ds}.fem_s2f": False, "train.{ds}.fem_balance": False},
@@ -72,6 +73,20 @@ VARIANTS: dict[str, dict[str, object]] = {
     "baseline_vhs": {**OFF, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
     "cycle_vhs": {**OFF, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
     "fem_vhs": {**OFF, "train.{ds}.fem": True, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
+    # bsegn_vhs with a lighter FEM signal to the generator (0.01: the weight of f-CLSWGAN's own
+    # classification loss, against 0.1), and with f-VAEGAN's encoder branch
+    "bsegn_vhs_light": {**FULL, "train.{ds}.fem_weight": 0.01, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
+    "bsegn_vhs_vae": {**FULL, "train.{ds}.vae": True, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
+    # the same generators with the classifier on the visual features alone (where the cycle
+    # branch's levels cost H: SYN_CUB, docs/METHOD.md)
+    "bsegn_v": {**FULL, "classify.{ds}.mfim_levels": ["visual"]},
+    "bsegn_v_light": {**FULL, "train.{ds}.fem_weight": 0.01, "classify.{ds}.mfim_levels": ["visual"]},
+    "bsegn_v_vae": {**FULL, "train.{ds}.vae": True, "classify.{ds}.mfim_levels": ["visual"]},
+    # the VAE designs without the FEM: what the FEM adds to them (cycle_v_vae is what SYN_CUB
+    # ships, cycle_vhs_vae what SYN_SUN and SYN_AWA2 ship, cycle_vhs what SYN_FLO ships)
+    "cycle_vhs_vae": {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True,
+                      "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
+    "cycle_v_vae": {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True},
 }
 
 
