@@ -49,6 +49,7 @@ from .runtime import seed_everything
 OFF = {"train.{ds}.fem": False, "train.{ds}.cycle": False, "train.{ds}.vae": False,
        "classify.{ds}.mfim_levels": ["visual"]}
 FULL = {**OFF, "train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["semantic", "fem"]}
+VHS = {"classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]}  # mFIM keeping the visual level
 VARIANTS: dict[str, dict[str, object]] = {
     "shipped": {},  # params.yaml as it is: the per-dataset design each dataset block ships
     "baseline": OFF,  # f-CLSWGAN: every BSeGN switch off, classifier on visual features
@@ -66,17 +67,17 @@ VARIANTS: dict[str, dict[str, object]] = {
     # mFIM designs that keep the visual level, for the realistic benchmarks (2048-d features,
     # where dropping it lost; docs/METHOD.md, "Realistic benchmarks")
     "bsegn_vf": {**FULL, "classify.{ds}.mfim_levels": ["visual", "fem"]},
-    "bsegn_vhs": {**FULL, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
+    "bsegn_vhs": {**FULL, **VHS},
     "bsegn_vae": {**FULL, "train.{ds}.vae": True, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic", "fem"]},
     # one generator component at a time under the [visual, hidden, semantic] classifier: what
-    # bsegn_vhs's losses on SYN_CUB/SYN_AWA2 come from (not yet run; docs/METHOD.md)
-    "baseline_vhs": {**OFF, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
-    "cycle_vhs": {**OFF, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
-    "fem_vhs": {**OFF, "train.{ds}.fem": True, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
+    # bsegn_vhs's losses on SYN_CUB/SYN_AWA2 come from (round 3: docs/METHOD.md, "Results")
+    "baseline_vhs": {**OFF, **VHS},
+    "cycle_vhs": {**OFF, "train.{ds}.cycle": True, **VHS},
+    "fem_vhs": {**OFF, "train.{ds}.fem": True, **VHS},
     # bsegn_vhs with a lighter FEM signal to the generator (0.01: the weight of f-CLSWGAN's own
     # classification loss, against 0.1), and with f-VAEGAN's encoder branch
-    "bsegn_vhs_light": {**FULL, "train.{ds}.fem_weight": 0.01, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
-    "bsegn_vhs_vae": {**FULL, "train.{ds}.vae": True, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
+    "bsegn_vhs_light": {**FULL, "train.{ds}.fem_weight": 0.01, **VHS},
+    "bsegn_vhs_vae": {**FULL, "train.{ds}.vae": True, **VHS},
     # the same generators with the classifier on the visual features alone (where the cycle
     # branch's levels cost H: SYN_CUB, docs/METHOD.md)
     "bsegn_v": {**FULL, "classify.{ds}.mfim_levels": ["visual"]},
@@ -84,8 +85,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "bsegn_v_vae": {**FULL, "train.{ds}.vae": True, "classify.{ds}.mfim_levels": ["visual"]},
     # the VAE designs without the FEM: what the FEM adds to them (cycle_v_vae is what SYN_CUB
     # ships, cycle_vhs_vae what SYN_SUN and SYN_AWA2 ship, cycle_vhs what SYN_FLO ships)
-    "cycle_vhs_vae": {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True,
-                      "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]},
+    "cycle_vhs_vae": {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True, **VHS},
     "cycle_v_vae": {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True},
 }
 

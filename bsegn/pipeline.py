@@ -55,7 +55,7 @@ def run_generate(bench: Benchmark, model: GenerativeModel, run: RunConfig, seed:
     unseen class (x, class ids)."""
     seed_everything(seed)
     x, y = generate(model, torch.as_tensor(bench.att, device=run.device),
-                    torch.as_tensor(bench.unseen, device=run.device), syn_num or run.generate.syn_num)
+                    torch.as_tensor(bench.unseen, device=run.device), run.generate.syn_num if syn_num is None else syn_num)
     return x.cpu().numpy(), y.cpu().numpy()
 
 
