@@ -1,0 +1,95 @@
+"""The TF-VAEGAN comparison: its published commands and its logs read into our report rows."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bsegn import tfvaegan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+LOG = """Random Seed:  3483
+# of training samples:  7057
+Generator(
+  (fc1): Linear(in_features=624, out_features=4096, bias=True)
+)
+[0/300]  Loss_D: -1.0 Loss_G: 2.0, Wasserstein_dist:3.0, vae_loss_seen:4.0 time 10.0 s 
+[1/300]  Loss_D: -1.0 Loss_G: 2.0, Wasserstein_dist:3.0, vae_loss_seen:4.0 time 20.0 s GZSL: seen=0.8000, unseen=0.2000, h=0.3200 ZSL: unseen accuracy=0.3000
+[2/300]  Loss_D: -1.0 Loss_G: 2.0, Wasserstein_dist:3.0, vae_loss_seen:4.0 time 30.0 s 
+[3/300]  Loss_D: -1.0 Loss_G: 2.0, Wasserstein_dist:3.0, vae_loss_seen:4.0 time 45.5 s GZSL: seen=0.7000, unseen=0.5000, h=0.5833 ZSL: unseen accuracy=0.5500
+[4/300]  Loss_D: -1.0 Loss_G: 2.0, Wasserstein_dist:3.0, vae_loss_seen:4.0 time 50.0 s 
+"""
+
+
+def test_parse_log_reads_each_evaluation_in_percent_with_one_based_epochs():
+    curve = tfvaegan.parse_log(LOG)
+    assert curve["epoch"].tolist() == [2, 4]
+    assert curve["seconds"].tolist() == [20.0, 45.5]
+    assert curve.loc[1, ["T1", "U", "S", "H"]].tolist() == pytest.approx([55.0, 50.0, 70.0, 58.33])
+    assert tfvaegan.seed_of(LOG) == 3483
+    assert tfvaegan.epochs_run(LOG) == 5
+
+
+def test_a_log_without_evaluations_or_seed_is_refused_by_name():
+    with pytest.raises(ValueError, match="cub.log: no evaluated epoch"):
+        tfvaegan.parse_log("[0/300]  Loss_D: 1 time 3.0 s\n", source="cub.log")
+    with pytest.raises(ValueError, match="cub.log: no 'Random Seed"):
+        tfvaegan.seed_of("[0/300]\n", source="cub.log")
+
+
+def test_best_rows_take_each_runs_best_h_as_a_test_selected_row():
+    curves = tfvaegan.collect({"SYN_CUB": LOG, "SYN_AWA2": LOG.replace("3483", "9182").replace("0.5833", "0.1000")})
+    best = tfvaegan.best_rows(curves)
+    assert list(best.columns) == tfvaegan.COLUMNS
+    by_ds = best.set_index("dataset")
+    assert by_ds.loc["SYN_CUB", "H"] == pytest.approx(58.33)
+    assert by_ds.loc["SYN_AWA2", "H"] == pytest.approx(32.0)  # its epoch-2 evaluation is now the better one
+    assert by_ds.loc["SYN_AWA2", "seed"] == 9182
+    assert set(best["variant"]) == {"tfvaegan"} and set(best["protocol"]) == {"test_selected"}
+
+
+def test_merge_replaces_only_the_tfvaegan_rows_of_the_collected_datasets():
+    old = pd.DataFrame([
+        {"dataset": "SYN_CUB", "variant": "bsegn", "seed": 3, "protocol": "honest", "T1": 1, "U": 1, "S": 1, "H": 1},
+        {"dataset": "SYN_CUB", "variant": "tfvaegan", "seed": 1, "protocol": "test_selected", "T1": 1, "U": 1, "S": 1, "H": 1},
+        {"dataset": "SYN_SUN", "variant": "tfvaegan", "seed": 1, "protocol": "test_selected", "T1": 1, "U": 1, "S": 1, "H": 2},
+    ])
+    new = tfvaegan.best_rows(tfvaegan.collect({"SYN_CUB": LOG}))
+    merged = tfvaegan.merge_into(old, new)
+    assert len(merged) == 3
+    assert merged[(merged.dataset == "SYN_CUB") & (merged.variant == "tfvaegan")]["seed"].tolist() == [3483]
+    assert merged[merged.dataset == "SYN_SUN"]["H"].tolist() == [2]
+
+
+def test_command_is_the_published_line_of_the_benchmark_the_dataset_is_built_on():
+    cmd = tfvaegan.command("SYN_AWA2", "/data/tfv")
+    flags = cmd[2:]
+    assert flags[flags.index("--dataset") + 1] == "SYN_AWA2"
+    assert flags[flags.index("--dataroot") + 1] == "/data/tfv"
+    assert flags[flags.index("--syn_num") + 1] == "1800" and "--freeze_dec" in flags
+    assert tfvaegan.command("CUB", "d")[2:-4] == tfvaegan.command("SYN_CUB", "d")[2:-4]
+    with pytest.raises(ValueError, match="SYN_SHIFT"):
+        tfvaegan.command("SYN_SHIFT", "d")
+
+
+def test_the_committed_curves_are_what_the_committed_logs_give(tmp_path):
+    logs = sorted((ROOT / "reports" / "tfvaegan").glob("*.log"))
+    assert logs, "reports/tfvaegan/*.log: the logs of the runs reported in docs/METHOD.md"
+    out = tmp_path / "runs.csv"
+    args = [f"{p.stem}={p}" for p in logs]
+    done = subprocess.run([sys.executable, "-m", "bsegn.tfvaegan", "collect", *args, "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    key = ["dataset", "seed", "epoch"]
+    got = pd.read_csv(out).sort_values(key).reset_index(drop=True)
+    committed = pd.read_csv(ROOT / "reports" / "tfvaegan_runs.csv").sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, committed)
+
+
+def test_collect_names_a_malformed_argument():
+    done = subprocess.run([sys.executable, "-m", "bsegn.tfvaegan", "collect", "SYN_CUB"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "DATASET=LOG" in done.stderr
