@@ -87,6 +87,17 @@ VARIANTS: dict[str, dict[str, object]] = {
     # ships, cycle_vhs_vae what SYN_SUN and SYN_AWA2 ship, cycle_vhs what SYN_FLO ships)
     "cycle_vhs_vae": {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True, **VHS},
     "cycle_v_vae": {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True},
+    # SYN_CUB against TF-VAEGAN (docs/METHOD.md, "TF-VAEGAN"): what it does differently from the
+    # shipped cycle_v_vae, one change each. Its adversarial term is weighted 10x its VAE loss
+    # (gammaG 10), its decoder also learns from fakes, and its classifier reads
+    # [visual, decoder hidden, decoder output]; per-sample normalisation tests whether the mFIM's
+    # CUB loss is a scale mismatch between real and fake levels
+    "cycle_v_vae_w01": {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True, "train.{ds}.vae_weight": 0.1},
+    "cycle_v_vae_w03": {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True, "train.{ds}.vae_weight": 0.3},
+    "cycle_vhs_vae_dfake": {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True,
+                            "train.{ds}.decoder_fakes": True, **VHS},
+    "cycle_vhs_vae_ps": {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True, **VHS,
+                         "classify.{ds}.mfim_per_sample": True},
 }
 
 
