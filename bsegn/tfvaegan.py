@@ -129,10 +129,14 @@ def collect(logs: dict[str, str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def best_evaluations(curves: pd.DataFrame) -> pd.DataFrame:
+    """Each run's best-H evaluation, every column kept."""
+    return curves.loc[curves.groupby(["dataset", "seed"])["H"].idxmax()].reset_index(drop=True)
+
+
 def best_rows(curves: pd.DataFrame) -> pd.DataFrame:
     """The best-H evaluation of each run as ``reports/realistic.csv`` rows (tfvaegan, test_selected)."""
-    best = curves.loc[curves.groupby(["dataset", "seed"])["H"].idxmax()]
-    return best.assign(variant="tfvaegan", protocol="test_selected")[COLUMNS].reset_index(drop=True)
+    return best_evaluations(curves).assign(variant="tfvaegan", protocol="test_selected")[COLUMNS]
 
 
 def merge_into(realistic: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
@@ -165,13 +169,15 @@ def main() -> None:
     except (ValueError, OSError) as e:
         parser.error(str(e))
     save_text(curves.to_csv(index=False, float_format="%.2f"), args.out)
-    best = best_rows(curves)
     print(curves.to_string(index=False))
     print(f"wrote {args.out}; best evaluation per run:")
-    print(best.merge(curves[["dataset", "seed", "H", "epoch", "epochs_run"]], on=["dataset", "seed", "H"])
-          .to_string(index=False))
+    print(best_evaluations(curves).to_string(index=False))
     if args.realistic:
-        merged = merge_into(pd.read_csv(args.realistic), best)
+        best = best_rows(curves)
+        try:
+            merged = merge_into(pd.read_csv(args.realistic), best)
+        except OSError as e:
+            parser.error(f"--realistic {args.realistic}: {e.strerror or e}")
         save_text(merged.to_csv(index=False, float_format="%.2f"), args.realistic)
         print(f"wrote {len(best)} tfvaegan row(s) into {args.realistic}")
 

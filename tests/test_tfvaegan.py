@@ -89,7 +89,29 @@ def test_the_committed_curves_are_what_the_committed_logs_give(tmp_path):
     pd.testing.assert_frame_equal(got, committed)
 
 
-def test_collect_names_a_malformed_argument():
+def test_collect_names_a_malformed_argument_and_a_missing_file(tmp_path):
     done = subprocess.run([sys.executable, "-m", "bsegn.tfvaegan", "collect", "SYN_CUB"],
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "DATASET=LOG" in done.stderr
+    log = tmp_path / "cub.log"
+    log.write_text(LOG)
+    missing = tmp_path / "nowhere.csv"
+    done = subprocess.run([sys.executable, "-m", "bsegn.tfvaegan", "collect", f"SYN_CUB={log}",
+                           "--out", str(tmp_path / "runs.csv"), "--realistic", str(missing)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and f"--realistic {missing}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_collect_writes_the_best_rows_into_the_realistic_csv(tmp_path):
+    log = tmp_path / "cub.log"
+    log.write_text(LOG)
+    realistic = tmp_path / "realistic.csv"
+    pd.DataFrame([{"dataset": "SYN_CUB", "variant": "bsegn", "seed": 3, "protocol": "honest",
+                   "T1": 50.0, "U": 40.0, "S": 80.0, "H": 53.33}]).to_csv(realistic, index=False)
+    done = subprocess.run([sys.executable, "-m", "bsegn.tfvaegan", "collect", f"SYN_CUB={log}",
+                           "--out", str(tmp_path / "runs.csv"), "--realistic", str(realistic)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = pd.read_csv(realistic)
+    assert rows["variant"].tolist() == ["bsegn", "tfvaegan"]
+    assert rows.loc[1, "H"] == pytest.approx(58.33) and rows.loc[1, "seed"] == 3483
