@@ -7,8 +7,8 @@ numbers comparable with ours:
 
 * ``command DATASET --dataroot DIR``: its published command line for the benchmark the
   dataset is built on (the flags of its ``scripts/run_*_tfvaegan.py``), pointed at our
-  prepared files. The download stage's output folder is already in its layout
-  (``DIR/DATASET/res101.mat`` and ``att_splits.mat``).
+  files. The download stage already writes its layout: ``python -m stages.download --dataset
+  SYN_CUB`` makes ``data/raw/SYN_CUB/res101.mat`` and ``att_splits.mat``, so DIR is ``data/raw``.
 * ``collect LOG ...``: its training log -> one row per evaluation (``reports/tfvaegan_runs.csv``);
   ``--realistic reports/realistic.csv`` also puts each run's best evaluation there as a
   ``tfvaegan`` / ``test_selected`` row, replacing the earlier ones of that dataset.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -159,6 +160,8 @@ def main() -> None:
 
     try:
         if args.cmd == "command":
+            script, _ = PUBLISHED[benchmark_of(args.dataset)]
+            print(f"# akshitac8/tfvaegan {script}, run in its folder", file=sys.stderr)
             print(shlex.join(command(args.dataset, args.dataroot)))
             return
         pairs = [t.partition("=") for t in args.logs]
