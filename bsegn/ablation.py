@@ -41,7 +41,7 @@ import yaml
 
 from . import config, data, download, evaluate, pipeline, trainer
 from .io import save_text
-from .report import result_row
+from .report import PROTOCOL_COLUMNS, result_row
 from .runtime import seed_everything
 
 # variant -> {dotted params key: value}; keys are relative to the dataset's blocks
@@ -233,9 +233,6 @@ def run_grid(params: dict, datasets: list[str], seeds: list[int], variants: list
                 if on_row is not None:
                     on_row(pd.DataFrame([r for r in rows if r is not None]))
     return pd.DataFrame(rows)
-
-
-PROTOCOL_COLUMNS = ["dataset", "variant", "seed", "protocol", "T1", "U", "S", "H"]
 
 
 def protocol_rows(df: pd.DataFrame) -> pd.DataFrame:

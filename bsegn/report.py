@@ -18,6 +18,8 @@ from .io import load_json, save_json, save_text
 
 HEADLINE = ["T1", "U", "S", "H"]
 PUBLISHED = Path("docs/published_results.csv")  # anchor methods' published numbers, with sources
+# reports/realistic.csv: one row per dataset x variant x seed x protocol (honest, test_selected)
+PROTOCOL_COLUMNS = ["dataset", "variant", "seed", "protocol", *HEADLINE]
 
 
 def headline_row(metrics: dict) -> dict:

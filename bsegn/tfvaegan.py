@@ -30,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from .io import save_text
+from .report import PROTOCOL_COLUMNS
 
 # Its published settings, from akshitac8/tfvaegan scripts/run_<name>_tfvaegan.py; the benchmark
 # our dataset is built on picks the line (SYN_CUB -> CUB). "awa" is its AWA2 script.
@@ -59,7 +60,6 @@ PUBLISHED: dict[str, tuple[str, str]] = {
             "--image_embedding res101 --recons_weight 0.01 --feedback_loop 2 --feed_lr 0.00001 --a1 0.5 --a2 0.5 "
             "--dec_lr 0.0001"),
 }
-COLUMNS = ["dataset", "variant", "seed", "protocol", "T1", "U", "S", "H"]
 
 # one epoch line of its log; evaluated epochs carry the GZSL and ZSL results, e.g.
 # "[34/300]  Loss_D: ... time 495.9 s GZSL: seen=0.8043, unseen=0.4086, h=0.5419 ZSL: unseen accuracy=0.5219"
@@ -137,7 +137,7 @@ def best_evaluations(curves: pd.DataFrame) -> pd.DataFrame:
 
 def best_rows(curves: pd.DataFrame) -> pd.DataFrame:
     """The best-H evaluation of each run as ``reports/realistic.csv`` rows (tfvaegan, test_selected)."""
-    return best_evaluations(curves).assign(variant="tfvaegan", protocol="test_selected")[COLUMNS]
+    return best_evaluations(curves).assign(variant="tfvaegan", protocol="test_selected")[PROTOCOL_COLUMNS]
 
 
 def merge_into(realistic: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:

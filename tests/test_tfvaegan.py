@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bsegn import tfvaegan
+from bsegn import report, tfvaegan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def test_a_log_without_evaluations_or_seed_is_refused_by_name():
 def test_best_rows_take_each_runs_best_h_as_a_test_selected_row():
     curves = tfvaegan.collect({"SYN_CUB": LOG, "SYN_AWA2": LOG.replace("3483", "9182").replace("0.5833", "0.1000")})
     best = tfvaegan.best_rows(curves)
-    assert list(best.columns) == tfvaegan.COLUMNS
+    assert list(best.columns) == report.PROTOCOL_COLUMNS
     by_ds = best.set_index("dataset")
     assert by_ds.loc["SYN_CUB", "H"] == pytest.approx(58.33)
     assert by_ds.loc["SYN_AWA2", "H"] == pytest.approx(32.0)  # its epoch-2 evaluation is now the better one
