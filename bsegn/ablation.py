@@ -50,6 +50,7 @@ OFF = {"train.{ds}.fem": False, "train.{ds}.cycle": False, "train.{ds}.vae": Fal
        "classify.{ds}.mfim_levels": ["visual"]}
 FULL = {**OFF, "train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["semantic", "fem"]}
 VHS = {"classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]}  # mFIM keeping the visual level
+CYCLE_VAE = {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True}  # FEM off, cycle + f-VAEGAN encoder
 VARIANTS: dict[str, dict[str, object]] = {
     "shipped": {},  # params.yaml as it is: the per-dataset design each dataset block ships
     "baseline": OFF,  # f-CLSWGAN: every BSeGN switch off, classifier on visual features
@@ -85,19 +86,17 @@ VARIANTS: dict[str, dict[str, object]] = {
     "bsegn_v_vae": {**FULL, "train.{ds}.vae": True, "classify.{ds}.mfim_levels": ["visual"]},
     # the VAE designs without the FEM: what the FEM adds to them (cycle_v_vae is what SYN_CUB
     # ships, cycle_vhs_vae what SYN_SUN and SYN_AWA2 ship, cycle_vhs what SYN_FLO ships)
-    "cycle_vhs_vae": {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True, **VHS},
-    "cycle_v_vae": {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True},
+    "cycle_vhs_vae": {**CYCLE_VAE, **VHS},
+    "cycle_v_vae": CYCLE_VAE,
     # SYN_CUB against TF-VAEGAN (docs/METHOD.md, "TF-VAEGAN"): what it does differently from the
     # shipped cycle_v_vae, one change each. Its adversarial term is weighted 10x its VAE loss
     # (gammaG 10), its decoder also learns from fakes, and its classifier reads
     # [visual, decoder hidden, decoder output]; per-sample normalisation tests whether the mFIM's
     # CUB loss is a scale mismatch between real and fake levels
-    "cycle_v_vae_w01": {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True, "train.{ds}.vae_weight": 0.1},
-    "cycle_v_vae_w03": {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True, "train.{ds}.vae_weight": 0.3},
-    "cycle_vhs_vae_dfake": {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True,
-                            "train.{ds}.decoder_fakes": True, **VHS},
-    "cycle_vhs_vae_ps": {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True, **VHS,
-                         "classify.{ds}.mfim_per_sample": True},
+    "cycle_v_vae_w01": {**CYCLE_VAE, "train.{ds}.vae_weight": 0.1},
+    "cycle_v_vae_w03": {**CYCLE_VAE, "train.{ds}.vae_weight": 0.3},
+    "cycle_vhs_vae_dfake": {**CYCLE_VAE, "train.{ds}.decoder_fakes": True, **VHS},
+    "cycle_vhs_vae_ps": {**CYCLE_VAE, **VHS, "classify.{ds}.mfim_per_sample": True},
 }
 
 
