@@ -124,7 +124,10 @@ def load_variants(path: str) -> list[str]:
 # --------------------------------------------------------------------------- in-process
 
 
-Job = tuple[dict, str, str, int, str, str, dict]  # params, variant, dataset, seed, prepared .npz, split, extra sets
+# params, variant, dataset, seed, prepared .npz, split, the variant's resolved overrides. The
+# overrides travel with the job because spawned workers re-import this module: a variant that
+# --variants-file added to VARIANTS in the parent does not exist in them.
+Job = tuple[dict, str, str, int, str, str, dict]
 
 
 def _run_one(job: Job) -> dict:
@@ -134,8 +137,8 @@ def _run_one(job: Job) -> dict:
     ``train_val`` alone and the validation-split choices (classifier epochs, calibration
     constant) that ``classify`` would make from it; the row holds what they score there.
     """
-    params, variant, dataset, seed, prepared_path, split, extra = job
-    run = pipeline.run_config(config.apply_overrides(params, overrides(variant, dataset, extra)), dataset)
+    params, variant, dataset, seed, prepared_path, split, sets = job
+    run = pipeline.run_config(config.apply_overrides(params, sets), dataset)
     label = f"{variant} {dataset} {seed}"
     validation = None
     if split == "val" or evaluate.validation_needed(run.classify):
@@ -215,7 +218,7 @@ def run_grid(params: dict, datasets: list[str], seeds: list[int], variants: list
             download.fetch_dataset(ds, cfg.sources[ds], raw, Path(cfg.cache_dir), cfg.timeout_s, cfg.retries)
             prepared = Path(tmp) / f"{ds}.npz"
             data.save_prepared(prepared, data.prepare(raw, prep_cfg))
-            jobs += [(params, v, ds, s, str(prepared), split, extra or {}) for v in variants for s in seeds]
+            jobs += [(params, v, ds, s, str(prepared), split, overrides(v, ds, extra)) for v in variants for s in seeds]
         # one thread per worker process when several share the cores (float sums may then
         # differ from a stage's in the last bits); one worker keeps the stages' thread count
         threads = 1 if workers > 1 else None

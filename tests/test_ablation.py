@@ -89,6 +89,22 @@ def test_run_grid_reports_each_finished_run_in_job_order(tmp_path, monkeypatch):
     assert {"H", "H_test_selected"} <= set(df.columns)
 
 
+def test_a_variant_from_a_variants_file_reaches_the_spawned_workers(tmp_path, monkeypatch):
+    """--variants-file adds variants in the parent process; the spawned workers must get their
+    overrides too (they once re-imported VARIANTS without them: KeyError). A file variant with
+    the baseline's overrides gives the baseline's numbers."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ablation, "VARIANTS", dict(ablation.VARIANTS))
+    (tmp_path / "extra.yaml").write_text(yaml.safe_dump({"my_baseline": ablation.VARIANTS["baseline"]}))
+    assert ablation.load_variants(str(tmp_path / "extra.yaml")) == ["my_baseline"]
+    params = apply_overrides(load_params(ROOT / "params.yaml"), {
+        "train.SYN.epochs": 1, "train.SYN.hidden": 16, "train.SYN.fem_hidden": 16, "train.SYN.cls_pretrain_epochs": 1,
+        "generate.SYN.syn_num": 5, "classify.SYN.epochs": 1, "classify.SYN.calibration": False})
+    df = ablation.run_grid(params, ["SYN"], [0], ["baseline", "my_baseline"], workers=2)
+    base, mine = df.drop(columns="variant").to_dict("records")
+    assert mine == base
+
+
 def test_val_screen_scores_the_validation_choices_and_spreads_over_gpus(tmp_path, monkeypatch):
     """--split val trains on the validation split only; its row is the choice made there."""
     monkeypatch.chdir(tmp_path)

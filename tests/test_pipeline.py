@@ -203,7 +203,8 @@ def test_in_process_ablation_gives_the_pipelines_metrics(project):
             sh(DVC + ["repro", "classify@TINY-0"], project)
             through_dvc = json.loads((project / "runs/TINY/seed0/metrics.json").read_text())
             selection = json.loads((project / "runs/TINY/seed0/validation.json").read_text())["selection"]
-            in_process = ablation._run_one((TINY, variant, "TINY", 0, prepared, "test", {}))
+            in_process = ablation._run_one((TINY, variant, "TINY", 0, prepared, "test",
+                                            ablation.overrides(variant, "TINY")))
             assert in_process == ablation.experiment_row(variant, "TINY", 0, through_dvc, selection), variant
     finally:
         write_params(project, TINY)
