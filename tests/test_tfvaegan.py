@@ -24,6 +24,11 @@ Generator(
 """
 
 
+# the same run carried on to epoch 60 without a better evaluation: CUB's minimum schedule
+LOG_60 = LOG + "".join(f"[{e}/300]  Loss_D: -1.0 Loss_G: 2.0, Wasserstein_dist:3.0, vae_loss_seen:4.0 time 60.0 s \n"
+                       for e in range(5, 60))
+
+
 def test_parse_log_reads_each_evaluation_in_percent_with_one_based_epochs():
     curve = tfvaegan.parse_log(LOG)
     assert curve["epoch"].tolist() == [2, 4]
@@ -104,7 +109,7 @@ def test_collect_names_a_malformed_argument_and_a_missing_file(tmp_path):
 
 def test_collect_writes_the_best_rows_into_the_realistic_csv(tmp_path):
     log = tmp_path / "cub.log"
-    log.write_text(LOG)
+    log.write_text(LOG_60)
     realistic = tmp_path / "realistic.csv"
     pd.DataFrame([{"dataset": "SYN_CUB", "variant": "bsegn", "seed": 3, "protocol": "honest",
                    "T1": 50.0, "U": 40.0, "S": 80.0, "H": 53.33}]).to_csv(realistic, index=False)
@@ -115,3 +120,24 @@ def test_collect_writes_the_best_rows_into_the_realistic_csv(tmp_path):
     rows = pd.read_csv(realistic)
     assert rows["variant"].tolist() == ["bsegn", "tfvaegan"]
     assert rows.loc[1, "H"] == pytest.approx(58.33) and rows.loc[1, "seed"] == 3483
+
+
+def test_a_run_short_of_the_minimum_schedule_gets_no_realistic_row(tmp_path):
+    """5 of CUB's 60 epochs: its curve is kept, but its best H is only a lower bound."""
+    assert tfvaegan.epochs_run(LOG) == 5 and tfvaegan.epochs_run(LOG_60) == 60
+    curves = tfvaegan.collect({"SYN_CUB": LOG, "SYN_AWA2": LOG})  # AWA2 needs 30
+    assert not tfvaegan.long_enough(curves).any()
+    assert tfvaegan.long_enough(tfvaegan.collect({"SYN_CUB": LOG_60})).all()
+    log = tmp_path / "cub.log"
+    log.write_text(LOG)
+    realistic = tmp_path / "realistic.csv"
+    before = pd.DataFrame([{"dataset": "SYN_CUB", "variant": "tfvaegan", "seed": 1, "protocol": "test_selected",
+                            "T1": 1.0, "U": 1.0, "S": 1.0, "H": 1.0}])
+    before.to_csv(realistic, index=False)
+    done = subprocess.run([sys.executable, "-m", "bsegn.tfvaegan", "collect", f"SYN_CUB={log}",
+                           "--out", str(tmp_path / "runs.csv"), "--realistic", str(realistic)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "5 generator epochs run, 60 needed" in done.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(realistic), before)  # the earlier row stays
+    assert len(pd.read_csv(tmp_path / "runs.csv")) == 2  # its curve is still written
