@@ -97,6 +97,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cycle_v_vae_w03": {**CYCLE_VAE, "train.{ds}.vae_weight": 0.3},
     "cycle_vhs_vae_dfake": {**CYCLE_VAE, "train.{ds}.decoder_fakes": True, **VHS},
     "cycle_vhs_vae_ps": {**CYCLE_VAE, **VHS, "classify.{ds}.mfim_per_sample": True},
+    # round 6 chose cycle_v_vae_w03 (SYN_CUB and CUB ship it); two more TF-VAEGAN practices on it,
+    # screened with the last of the lease: its decoder learning from fakes, and the decoder's
+    # hidden level beside the visual one (TF-VAEGAN's classifier reads both)
+    "cycle_v_vae_w03_dfake": {**CYCLE_VAE, "train.{ds}.vae_weight": 0.3, "train.{ds}.decoder_fakes": True},
+    "cycle_vh_vae_w03": {**CYCLE_VAE, "train.{ds}.vae_weight": 0.3, "classify.{ds}.mfim_levels": ["visual", "hidden"]},
 }
 
 
