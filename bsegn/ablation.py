@@ -51,6 +51,7 @@ OFF = {"train.{ds}.fem": False, "train.{ds}.cycle": False, "train.{ds}.vae": Fal
 FULL = {**OFF, "train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["semantic", "fem"]}
 VHS = {"classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]}  # mFIM keeping the visual level
 CYCLE_VAE = {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True}  # FEM off, cycle + f-VAEGAN encoder
+W03 = {**CYCLE_VAE, "train.{ds}.vae_weight": 0.3}  # what SYN_CUB and CUB ship (round 6)
 VARIANTS: dict[str, dict[str, object]] = {
     "shipped": {},  # params.yaml as it is: the per-dataset design each dataset block ships
     "baseline": OFF,  # f-CLSWGAN: every BSeGN switch off, classifier on visual features
@@ -94,14 +95,21 @@ VARIANTS: dict[str, dict[str, object]] = {
     # [visual, decoder hidden, decoder output]; per-sample normalisation tests whether the mFIM's
     # CUB loss is a scale mismatch between real and fake levels
     "cycle_v_vae_w01": {**CYCLE_VAE, "train.{ds}.vae_weight": 0.1},
-    "cycle_v_vae_w03": {**CYCLE_VAE, "train.{ds}.vae_weight": 0.3},
+    "cycle_v_vae_w03": W03,
     "cycle_vhs_vae_dfake": {**CYCLE_VAE, "train.{ds}.decoder_fakes": True, **VHS},
     "cycle_vhs_vae_ps": {**CYCLE_VAE, **VHS, "classify.{ds}.mfim_per_sample": True},
     # round 6 chose cycle_v_vae_w03 (SYN_CUB and CUB ship it); two more TF-VAEGAN practices on it,
     # screened with the last of the lease: its decoder learning from fakes, and the decoder's
     # hidden level beside the visual one (TF-VAEGAN's classifier reads both)
-    "cycle_v_vae_w03_dfake": {**CYCLE_VAE, "train.{ds}.vae_weight": 0.3, "train.{ds}.decoder_fakes": True},
-    "cycle_vh_vae_w03": {**CYCLE_VAE, "train.{ds}.vae_weight": 0.3, "classify.{ds}.mfim_levels": ["visual", "hidden"]},
+    "cycle_v_vae_w03_dfake": {**W03, "train.{ds}.decoder_fakes": True},
+    "cycle_vh_vae_w03": {**W03, "classify.{ds}.mfim_levels": ["visual", "hidden"]},
+    # next screen (docs/METHOD.md, "Round 6"): TF-VAEGAN's generator practices on W03 -- the GAN
+    # on encoder noise (--encoded_noise), no seen-class classification loss, both; and encoder
+    # noise at round 3's VAE weight, since scoring the reconstructions changes that balance
+    "cycle_v_vae_w03_enc": {**W03, "train.{ds}.encoded_noise": True},
+    "cycle_v_vae_w03_nocls": {**W03, "train.{ds}.cls_weight": 0.0},
+    "cycle_v_vae_w03_enc_nocls": {**W03, "train.{ds}.encoded_noise": True, "train.{ds}.cls_weight": 0.0},
+    "cycle_v_vae_enc": {**CYCLE_VAE, "train.{ds}.encoded_noise": True},
 }
 
 

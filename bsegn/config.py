@@ -135,6 +135,9 @@ class TrainConfig:
     # VAE encoder (f-VAEGAN / TF-VAEGAN)
     vae: bool
     vae_weight: float = field(metadata=_rng(lo=0.0))
+    # the critic and G's adversarial term score fakes made from encoder noise E(x, a) (the VAE
+    # reconstructions), not prior noise: f-VAEGAN's and TF-VAEGAN's --encoded_noise
+    encoded_noise: bool
     # cycle-consistency branch
     cycle: bool
     cycle_weight: float = field(metadata=_rng(lo=0.0))
@@ -358,6 +361,8 @@ def stage_config(params: dict, section: str, dataset: str):
     merged = {**dataclasses.asdict(common), **override}
     where = f"{section}.{dataset}" if override else f"{section}.common"
     cfg = _build(cls, merged, where)
+    if section == "train" and cfg.encoded_noise and not cfg.vae:
+        raise ConfigError(f"{where}.encoded_noise: needs the encoder (vae: true), which makes the noise")
     if section == "classify":
         for lvl in cfg.mfim_levels:
             if lvl not in MFIM_LEVELS:

@@ -8,7 +8,8 @@ fakes from separate generator calls), PyTorch's default Adam, and every loss rea
 the host after every iteration. The decoder step never changed and is shared (it is
 imported from the trainer), as are the networks, the loss functions and the random
 draws (same order, same per-run generator) with the fast trainer, so on the CPU the two give
-the same losses to float tolerance. Do not use it for real runs.
+the same losses to float tolerance. Options added since (``encoded_noise``) are added here
+too, in the same one-call-at-a-time style, so the tests cover them. Do not use it for real runs.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .trainer import EpochHook, TrainState, _finish, _step, decoder_step, fem_lo
 def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
     xb, yb = s.batch()
     a = s.att[yb]
-    fb = s.fake(yb).detach()
+    fb = s.critic_fake(xb, yb)
     wdist = s.D(xb, a).mean() - s.D(fb, a).mean()
     alpha = torch.rand(xb.shape[0], 1, device=xb.device, generator=s.gen)
     x_hat = (alpha * xb + (1 - alpha) * fb).requires_grad_(True)
@@ -54,13 +55,17 @@ def fem_step(s: TrainState) -> dict[str, torch.Tensor]:
 def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
     cfg, G = s.cfg, s.model.generator
     xb, yb = s.batch()
-    fs = s.fake(yb)
+    if not cfg.encoded_noise:
+        fs = s.fake(yb)
+    if s.E is not None:
+        z, mu, logvar = s.encoder_noise(xb, yb)
+        recon = G(z, s.att[yb])
+        if cfg.encoded_noise:
+            fs = recon
     loss = -s.D(fs, s.att[yb]).mean()
     logs = {"g_adv": loss}
     if s.E is not None:
-        mu, logvar = s.E(xb, s.att[yb])
-        z = mu + s.noise(*mu.shape) * (0.5 * logvar).exp()
-        logs["vae"] = losses.reconstruction_loss(G(z, s.att[yb]), xb) + losses.kl_divergence(mu, logvar)
+        logs["vae"] = losses.reconstruction_loss(recon, xb) + losses.kl_divergence(mu, logvar)
         loss = loss + cfg.vae_weight * logs["vae"]
     if s.clf is not None:
         logs["g_cls"] = F_.cross_entropy(s.clf(fs), s.seen_index[yb])

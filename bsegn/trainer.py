@@ -101,6 +101,19 @@ class TrainState:
         G = self.model.generator
         return G(self.noise(len(classes), G.d_noise), self.att[classes])
 
+    def encoder_noise(self, x: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """z ~ E(x, a): the reparameterised draw, and the (mu, logvar) it came from."""
+        mu, logvar = self.E(x, self.att[classes])
+        return mu + self.noise(*mu.shape) * (0.5 * logvar).exp(), mu, logvar
+
+    def critic_fake(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """The fakes the critic sees beside the real batch ``xb``: from prior noise, or with
+        ``encoded_noise`` the VAE reconstructions of ``xb``; no gradient."""
+        with torch.no_grad():
+            if self.cfg.encoded_noise:
+                return self.model.generator(self.encoder_noise(xb, yb)[0], self.att[yb])
+            return self.fake(yb)
+
 
 def setup(bench: Benchmark, cfg: TrainConfig, device: torch.device, fast: bool = True) -> TrainState:
     """Build networks and optimisers for ``bench`` (pretrains the seen classifier if used).
@@ -167,8 +180,7 @@ def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
     D's weights instead of three (the rows do not interact, so the values are the same).
     """
     xb, yb = s.batch()
-    with torch.no_grad():
-        fb = s.fake(yb)
+    fb = s.critic_fake(xb, yb)
     wdist, gp = losses.wgan_critic_terms(s.D, xb, fb, s.att[yb], s.gen)
     _step(s.opt_d, -wdist + s.cfg.gp_weight * gp)
     return {"wasserstein": wdist}
@@ -218,15 +230,20 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
 
     The fake seen features, the VAE reconstructions and the fake unseen features come from
     one pass of G, and the cycle loss sends seen and unseen fakes through R together (the
-    random draws keep the order of the step-by-step version, :mod:`bsegn.reference`).
+    random draws keep the order of the step-by-step version, :mod:`bsegn.reference`). With
+    ``encoded_noise`` the VAE reconstructions *are* the fake seen features (adversarial,
+    classification, cycle and FEM terms), as in TF-VAEGAN.
     """
     cfg, G = s.cfg, s.model.generator
     B = cfg.batch_size
     xb, yb = s.batch()
-    z, classes = [s.noise(B, G.d_noise)], [yb]  # fake seen
+    z, classes = [], []
+    if not cfg.encoded_noise:
+        z.append(s.noise(B, G.d_noise))  # fake seen
+        classes.append(yb)
     if s.E is not None:
-        mu, logvar = s.E(xb, s.att[yb])
-        z.append(mu + s.noise(*mu.shape) * (0.5 * logvar).exp())  # VAE reconstructions of xb
+        z_vae, mu, logvar = s.encoder_noise(xb, yb)
+        z.append(z_vae)  # VAE reconstructions of xb
         classes.append(yb)
     if cfg.cycle or cfg.fem:
         ub = s.unseen_batch()
@@ -237,7 +254,8 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
     loss = -s.D(fs, s.att[yb]).mean()
     logs = {"g_adv": loss}
     if s.E is not None:
-        logs["vae"] = losses.reconstruction_loss(out[1], xb) + losses.kl_divergence(mu, logvar)
+        recon = out[0 if cfg.encoded_noise else 1]  # (batch, d_feat) reconstructions of xb
+        logs["vae"] = losses.reconstruction_loss(recon, xb) + losses.kl_divergence(mu, logvar)
         loss = loss + cfg.vae_weight * logs["vae"]
     if s.clf is not None:
         logs["g_cls"] = F_.cross_entropy(s.clf(fs), s.seen_index[yb])

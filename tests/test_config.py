@@ -203,6 +203,13 @@ def test_fem_level_without_a_trained_fem_fails_before_any_stage_runs():
         validate_all(params)
 
 
+def test_encoded_noise_without_the_encoder_is_refused_by_key():
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    params["train"]["SYN"] = {**params["train"].get("SYN", {}), "vae": False, "encoded_noise": True}
+    with pytest.raises(ConfigError, match=r"train.SYN.encoded_noise: needs the encoder \(vae: true\)"):
+        stage_config(params, "train", "SYN")
+
+
 def _leaf_keys(params: dict) -> list[str]:
     """Every key of params.yaml that a config dataclass field reads, as a dotted path."""
     keys = [f"base.{k}" for k in params["base"]] + [f"prepare.{k}" for k in params["prepare"]]

@@ -45,8 +45,9 @@ def weights(model):
     return [t.detach().cpu() for t in model.generator.state_dict().values()]
 
 
-@pytest.mark.parametrize("cfg", [FULL, dataclasses.replace(FULL, fem=False, cycle=False, vae=False)],
-                         ids=["bsegn", "baseline"])
+@pytest.mark.parametrize("cfg", [FULL, dataclasses.replace(FULL, fem=False, cycle=False, vae=False),
+                                 dataclasses.replace(FULL, encoded_noise=True)],
+                         ids=["bsegn", "baseline", "encoded_noise"])
 def test_fast_path_gives_the_reference_losses_on_cpu(bench, cfg):
     seed_everything(0)
     fast_model, fast = trainer.train(bench, cfg, CPU)

@@ -175,6 +175,34 @@ def test_decoder_fakes_add_generated_unseen_features(bench):
     assert not same(params_of(a.model.decoder), params_of(b.model.decoder))
 
 
+def test_encoded_noise_makes_the_critics_fakes_from_the_real_batch(bench):
+    """encoded_noise: the critic's fakes are G(E(x, a)), so they follow the real batch x (the
+    VAE reconstructions); from prior noise they do not depend on x at all."""
+    for encoded in (False, True):
+        s = fresh(bench, vae=True, encoded_noise=encoded)
+        xb, yb = s.x[:8], s.y[:8]
+        state = s.gen.get_state()
+        f1 = s.critic_fake(xb, yb)
+        s.gen.set_state(state)  # same noise draw, other real features of the same classes
+        f2 = s.critic_fake(xb.flip(1), yb)
+        assert torch.equal(f1, f2) != encoded, encoded
+        assert not f1.requires_grad
+
+
+def test_encoded_noise_puts_the_adversarial_term_on_the_vae_reconstructions(bench, monkeypatch):
+    """With encoded_noise the generator step has no prior-noise seen fakes: the critic scores
+    the reconstructions, so g_adv is the critic's mean score of G(E(x, a))."""
+    s = fresh(bench, vae=True, encoded_noise=True, cycle=False, fem=False)
+    xb, yb = s.x[:s.cfg.batch_size], s.y[:s.cfg.batch_size]
+    monkeypatch.setattr(trainer.TrainState, "batch", lambda self: (xb, yb))
+    state = s.gen.get_state()
+    with torch.no_grad():
+        expected = -s.D(s.critic_fake(xb, yb), s.att[yb]).mean()
+    s.gen.set_state(state)
+    logs = trainer.generator_step(s)
+    assert torch.allclose(logs["g_adv"], expected, atol=1e-6)
+
+
 # --------------------------------------------------------------------------- mFIM
 
 
