@@ -110,6 +110,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cycle_v_vae_w03_nocls": {**W03, "train.{ds}.cls_weight": 0.0},
     "cycle_v_vae_w03_enc_nocls": {**W03, "train.{ds}.encoded_noise": True, "train.{ds}.cls_weight": 0.0},
     "cycle_v_vae_enc": {**CYCLE_VAE, "train.{ds}.encoded_noise": True},
+    # and its gradient-penalty schedule (gp_adaptive), alone and with encoder noise
+    "cycle_v_vae_w03_gpa": {**W03, "train.{ds}.gp_adaptive": True},
+    "cycle_v_vae_w03_enc_gpa": {**W03, "train.{ds}.encoded_noise": True, "train.{ds}.gp_adaptive": True},
 }
 
 

@@ -1,7 +1,7 @@
 """Training checkpoints: a killed ``train`` or ``train_val`` stage resumes where it stopped.
 
 Every ``train.checkpoint_every`` epochs the whole training state (networks, optimisers, the
-run's random stream, the per-epoch history) is written atomically to ``.cache/checkpoints/``,
+run's random stream, the gradient-penalty weight, the per-epoch history) is written atomically to ``.cache/checkpoints/``,
 outside the DVC outputs; the stage deletes it once its outputs are written. A restarted run
 with the same params and data picks it up and, on the CPU, ends exactly as an uninterrupted
 run would. A checkpoint from other params or data is ignored (and overwritten).
@@ -37,7 +37,7 @@ def _identity(s) -> dict:
 
 def save(path: Path, s, history: list[dict]) -> None:
     payload = {"identity": _identity(s), "history": history, "random": s.gen.get_state(),
-               **{k: v.state_dict() for k, v in _parts(s).items()}}
+               "gp_weight": s.gp_weight.detach().cpu(), **{k: v.state_dict() for k, v in _parts(s).items()}}
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             torch.save(payload, fh)
@@ -54,6 +54,7 @@ def restore(path: Path, s, label: str) -> list[dict]:
     for name, part in _parts(s).items():
         part.load_state_dict(payload[name])
     s.gen.set_state(payload["random"].cpu())
+    s.gp_weight.copy_(payload["gp_weight"])  # moved by gp_adaptive
     history = payload["history"]
     print(f"{label}: resuming after epoch {len(history)} from {path}", file=sys.stderr)
     return history

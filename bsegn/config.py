@@ -130,6 +130,9 @@ class TrainConfig:
     noise_dim: int = field(metadata=_rng(lo=0))  # 0 = attribute dim (published default)
     critic_iters: int = field(metadata=_rng(lo=1))
     gp_weight: float = field(metadata=_rng(lo=0.0))
+    # TF-VAEGAN's schedule for gp_weight: x1.1 after an iteration whose mean penalty is above
+    # 1.05, /1.1 below 1.001 (docs/METHOD.md); gp_weight is then its starting value
+    gp_adaptive: bool
     cls_weight: float = field(metadata=_rng(lo=0.0))  # f-CLSWGAN classification loss
     cls_pretrain_epochs: int = field(metadata=_rng(lo=1))
     # VAE encoder (f-VAEGAN / TF-VAEGAN)

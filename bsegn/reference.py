@@ -8,7 +8,7 @@ fakes from separate generator calls), PyTorch's default Adam, and every loss rea
 the host after every iteration. The decoder step never changed and is shared (it is
 imported from the trainer), as are the networks, the loss functions and the random
 draws (same order, same per-run generator) with the fast trainer, so on the CPU the two give
-the same losses to float tolerance. Options added since (``encoded_noise``) are added here
+the same losses to float tolerance. Options added since (``encoded_noise``, ``gp_adaptive``) are added here
 too, in the same one-call-at-a-time style, so the tests cover them. Do not use it for real runs.
 """
 
@@ -23,7 +23,7 @@ from . import losses
 from .config import TrainConfig
 from .data import Benchmark
 from .model import GenerativeModel
-from .trainer import EpochHook, TrainState, _finish, _step, decoder_step, fem_loss, setup
+from .trainer import EpochHook, TrainState, _finish, _step, adapt_gp_weight, decoder_step, fem_loss, setup
 
 
 def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
@@ -35,8 +35,8 @@ def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
     x_hat = (alpha * xb + (1 - alpha) * fb).requires_grad_(True)
     grad, = torch.autograd.grad(s.D(x_hat, a).sum(), x_hat, create_graph=True)
     gp = ((grad.norm(2, dim=1) - 1) ** 2).mean()
-    _step(s.opt_d, -wdist + s.cfg.gp_weight * gp)
-    return {"wasserstein": wdist}
+    _step(s.opt_d, -wdist + s.gp_weight * gp)
+    return {"wasserstein": wdist, "gp": gp.detach()}
 
 
 def fem_step(s: TrainState) -> dict[str, torch.Tensor]:
@@ -94,9 +94,14 @@ def reference_train(bench: Benchmark, cfg: TrainConfig, device: torch.device,
     for epoch in range(1, cfg.epochs + 1):
         sums: dict[str, float] = {}
         for _ in range(iters):
-            logs = {}
+            logs, gps = {}, []
             for _ in range(cfg.critic_iters):
-                logs.update(critic_step(s))
+                step = critic_step(s)
+                gps.append(step.pop("gp"))
+                logs.update(step)
+            if cfg.gp_adaptive:
+                adapt_gp_weight(s, torch.stack(gps).mean())
+                logs["gp_weight"] = s.gp_weight
             logs.update(decoder_step(s))
             if cfg.fem:
                 logs.update(fem_step(s))

@@ -85,6 +85,7 @@ class TrainState:
     opt_r: torch.optim.Optimizer
     opt_f: torch.optim.Optimizer | None
     gen: torch.Generator  # this run's random stream for batches, noise and interpolates
+    gp_weight: torch.Tensor  # 0-d, on the device: cfg.gp_weight, moved by gp_adaptive
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(len(self.x), (self.cfg.batch_size,), device=self.x.device, generator=self.gen)
@@ -150,6 +151,7 @@ def setup(bench: Benchmark, cfg: TrainConfig, device: torch.device, fast: bool =
         opt_r=_adam(model.decoder.parameters(), cfg.decoder_lr, cfg.beta1, fast),
         opt_f=_adam(model.fem.parameters(), cfg.fem_lr, cfg.beta1, fast) if model.fem is not None else None,
         gen=gen,
+        gp_weight=torch.tensor(cfg.gp_weight, device=device),
     )
 
 
@@ -182,8 +184,17 @@ def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
     xb, yb = s.batch()
     fb = s.critic_fake(xb, yb)
     wdist, gp = losses.wgan_critic_terms(s.D, xb, fb, s.att[yb], s.gen)
-    _step(s.opt_d, -wdist + s.cfg.gp_weight * gp)
-    return {"wasserstein": wdist}
+    _step(s.opt_d, -wdist + s.gp_weight * gp)
+    return {"wasserstein": wdist, "gp": gp.detach()}
+
+
+def adapt_gp_weight(s: TrainState, gp_mean: torch.Tensor) -> None:
+    """TF-VAEGAN's gradient-penalty schedule, applied after each iteration's critic steps:
+    the weight grows by 1.1 when their mean penalty ``gp_mean`` (0-d) is above 1.05 and
+    shrinks by 1.1 below 1.001. On the device, in place: no host sync, and a CUDA graph
+    replays it."""
+    factor = torch.where(gp_mean > 1.05, 1.1, torch.where(gp_mean < 1.001, 1 / 1.1, 1.0))
+    s.gp_weight.mul_(factor)
 
 
 def decoder_step(s: TrainState) -> dict[str, torch.Tensor]:
@@ -276,10 +287,16 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
 
 def iteration(s: TrainState) -> dict[str, torch.Tensor]:
     """One training iteration: critic steps, decoder, FEM, generator. Returns its losses
-    (the last critic step's Wasserstein estimate), as 0-d device tensors."""
-    logs = {}
+    (the last critic step's Wasserstein estimate), as 0-d device tensors; with
+    ``gp_adaptive`` also the penalty weight after this iteration's adaptation."""
+    logs, gps = {}, []
     for _ in range(s.cfg.critic_iters):
-        logs.update(critic_step(s))
+        step = critic_step(s)
+        gps.append(step.pop("gp"))
+        logs.update(step)
+    if s.cfg.gp_adaptive:
+        adapt_gp_weight(s, torch.stack(gps).mean())
+        logs["gp_weight"] = s.gp_weight
     logs.update(decoder_step(s))
     if s.cfg.fem:
         logs.update(fem_step(s))
@@ -298,7 +315,8 @@ DIVERGED = 1e8  # an epoch-mean loss beyond this is a run gone wrong (normal los
 # where to look when a loss term blows up: the train params that drive it
 LOSS_PARAMS = {"wasserstein": "lr, gp_weight, critic_iters", "g_adv": "lr", "vae": "vae_weight, lr",
                "g_cls": "cls_weight", "g_cycle": "cycle_weight, decoder_lr", "g_fem": "fem_weight, fem_lr",
-               "fem": "fem_lr, fem_temperature, balance_weight", "decoder": "decoder_lr"}
+               "fem": "fem_lr, fem_temperature, balance_weight", "decoder": "decoder_lr",
+               "gp_weight": "gp_adaptive, gp_weight"}
 
 
 def check_finite(row: dict, label: str) -> None:

@@ -46,8 +46,9 @@ def weights(model):
 
 
 @pytest.mark.parametrize("cfg", [FULL, dataclasses.replace(FULL, fem=False, cycle=False, vae=False),
-                                 dataclasses.replace(FULL, encoded_noise=True)],
-                         ids=["bsegn", "baseline", "encoded_noise"])
+                                 dataclasses.replace(FULL, encoded_noise=True),
+                                 dataclasses.replace(FULL, gp_adaptive=True)],
+                         ids=["bsegn", "baseline", "encoded_noise", "gp_adaptive"])
 def test_fast_path_gives_the_reference_losses_on_cpu(bench, cfg):
     seed_everything(0)
     fast_model, fast = trainer.train(bench, cfg, CPU)
@@ -85,8 +86,9 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 
 @cuda
-def test_cuda_graphs_give_the_eager_losses(bench):
-    cfg = dataclasses.replace(FULL, epochs=4)
+@pytest.mark.parametrize("changes", [{}, {"encoded_noise": True, "gp_adaptive": True}], ids=["bsegn", "tfvaegan_practices"])
+def test_cuda_graphs_give_the_eager_losses(bench, changes):
+    cfg = dataclasses.replace(FULL, epochs=4, **changes)
     gpu = torch.device("cuda")
     seed_everything(0)
     graphed_model, graphed = trainer.train(bench, cfg, gpu, graphs=True)

@@ -203,6 +203,20 @@ def test_encoded_noise_puts_the_adversarial_term_on_the_vae_reconstructions(benc
     assert torch.allclose(logs["g_adv"], expected, atol=1e-6)
 
 
+def test_gp_adaptive_moves_the_penalty_weight_by_tf_vaegans_rule(bench):
+    """x1.1 above a mean penalty of 1.05, /1.1 below 1.001, unchanged between; only with
+    gp_adaptive does an iteration move it, and the loss log then reports it."""
+    s = fresh(bench)
+    for gp_mean, factor in ((2.0, 1.1), (0.5, 1 / 1.1), (1.02, 1.0)):
+        before = s.gp_weight.clone()
+        trainer.adapt_gp_weight(s, torch.tensor(gp_mean))
+        assert torch.allclose(s.gp_weight, before * factor), gp_mean
+    fixed, adaptive = fresh(bench), fresh(bench, gp_adaptive=True)
+    assert "gp_weight" not in trainer.iteration(fixed) and float(fixed.gp_weight) == CFG.gp_weight
+    logs = trainer.iteration(adaptive)
+    assert float(adaptive.gp_weight) != CFG.gp_weight and torch.equal(logs["gp_weight"], adaptive.gp_weight)
+
+
 # --------------------------------------------------------------------------- mFIM
 
 
@@ -394,10 +408,12 @@ def test_more_zsl_than_gzsl_epochs_and_per_sample_mfim(splits, model):
     assert feats.test_seen.shape[0] == len(test.test_seen_y) and feats.test_unseen.shape[0] == len(test.test_unseen_y)
 
 
-def test_a_checkpoint_resumes_to_the_uninterrupted_run(bench, tmp_path, capsys):
+@pytest.mark.parametrize("gp_adaptive", [False, True])
+def test_a_checkpoint_resumes_to_the_uninterrupted_run(bench, tmp_path, capsys, gp_adaptive):
     """train() with a checkpoint path writes one every ``checkpoint_every`` epochs (not after
-    the last) and a second call resumes from it to the same weights and loss log."""
-    cfg = dataclasses.replace(CFG, epochs=4, checkpoint_every=2)
+    the last) and a second call resumes from it to the same weights and loss log (with
+    gp_adaptive, the penalty weight it had reached is part of the state)."""
+    cfg = dataclasses.replace(CFG, epochs=4, checkpoint_every=2, gp_adaptive=gp_adaptive)
     path = tmp_path / "ckpt.pt"
     seed_everything(0)
     first, history = trainer.train(bench, cfg, CPU, checkpoint_path=path)
