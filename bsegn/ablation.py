@@ -52,6 +52,7 @@ FULL = {**OFF, "train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.
 VHS = {"classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]}  # mFIM keeping the visual level
 CYCLE_VAE = {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True}  # FEM off, cycle + f-VAEGAN encoder
 W03 = {**CYCLE_VAE, "train.{ds}.vae_weight": 0.3}  # what SYN_CUB and CUB ship (round 6)
+BCE_W01 = {"train.{ds}.generator_output": "sigmoid", "train.{ds}.vae_loss": "bce", "train.{ds}.vae_weight": 0.1}
 VARIANTS: dict[str, dict[str, object]] = {
     "shipped": {},  # params.yaml as it is: the per-dataset design each dataset block ships
     "baseline": OFF,  # f-CLSWGAN: every BSeGN switch off, classifier on visual features
@@ -113,6 +114,12 @@ VARIANTS: dict[str, dict[str, object]] = {
     # and its gradient-penalty schedule (gp_adaptive), alone and with encoder noise
     "cycle_v_vae_w03_gpa": {**W03, "train.{ds}.gp_adaptive": True},
     "cycle_v_vae_w03_enc_gpa": {**W03, "train.{ds}.encoded_noise": True, "train.{ds}.gp_adaptive": True},
+    # its VAE term: sigmoid output and binary cross-entropy, weighted 0.1 (its adversarial term
+    # is weighted 10, gammaG); then every TF-VAEGAN practice above at once, without its feedback
+    # module: if this reaches TF-VAEGAN's H, the feedback module is not what BSeGN lacks
+    "cycle_v_vae_bce_w01": {**CYCLE_VAE, **BCE_W01},
+    "cycle_v_vae_tfv": {**CYCLE_VAE, **BCE_W01, "train.{ds}.encoded_noise": True,
+                        "train.{ds}.gp_adaptive": True, "train.{ds}.cls_weight": 0.0},
 }
 
 

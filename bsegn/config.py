@@ -127,6 +127,9 @@ class TrainConfig:
     lr: float = field(metadata=_rng(lo=0.0))
     beta1: float = field(metadata=_rng(lo=0.0, hi=0.999))
     hidden: int = field(metadata=_rng(lo=1))
+    # G's output layer: relu (f-CLSWGAN; features are non-negative) or sigmoid (TF-VAEGAN;
+    # the min-max scaled training features lie in [0, 1])
+    generator_output: str = field(metadata=_rng(choices=("relu", "sigmoid")))
     noise_dim: int = field(metadata=_rng(lo=0))  # 0 = attribute dim (published default)
     critic_iters: int = field(metadata=_rng(lo=1))
     gp_weight: float = field(metadata=_rng(lo=0.0))
@@ -141,6 +144,9 @@ class TrainConfig:
     # the critic and G's adversarial term score fakes made from encoder noise E(x, a) (the VAE
     # reconstructions), not prior noise: f-VAEGAN's and TF-VAEGAN's --encoded_noise
     encoded_noise: bool
+    # the VAE's reconstruction term: mse (squared error) or bce (TF-VAEGAN's binary cross-entropy,
+    # summed over dims; needs generator_output sigmoid)
+    vae_loss: str = field(metadata=_rng(choices=("mse", "bce")))
     # cycle-consistency branch
     cycle: bool
     cycle_weight: float = field(metadata=_rng(lo=0.0))
@@ -366,6 +372,9 @@ def stage_config(params: dict, section: str, dataset: str):
     cfg = _build(cls, merged, where)
     if section == "train" and cfg.encoded_noise and not cfg.vae:
         raise ConfigError(f"{where}.encoded_noise: needs the encoder (vae: true), which makes the noise")
+    if section == "train" and cfg.vae_loss == "bce" and cfg.generator_output != "sigmoid":
+        raise ConfigError(f"{where}.vae_loss: 'bce' needs generator_output: sigmoid "
+                          f"(got {cfg.generator_output!r}, whose outputs are not in [0, 1])")
     if section == "classify":
         for lvl in cfg.mfim_levels:
             if lvl not in MFIM_LEVELS:
@@ -386,3 +395,6 @@ def validate_all(params: dict) -> None:
         if "fem" in cfg["classify"].mfim_levels and not cfg["train"].fem:
             raise ConfigError(f"classify.{name}.mfim_levels includes 'fem' but train.{name}.fem is false: "
                               "turn the FEM on or drop the level")
+        if cfg["train"].vae_loss == "bce" and prepare_config(params).feature_scaling != "minmax":
+            raise ConfigError(f"train.{name}.vae_loss is 'bce' but prepare.feature_scaling is not 'minmax': "
+                              "the binary cross-entropy needs training features in [0, 1]")

@@ -93,3 +93,14 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``mean_i ||pred_i - target_i||^2``: the VAE and the cycle-consistency loss."""
     return (pred - target).pow(2).sum(1).mean()
+
+
+def bce_reconstruction_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``mean_i sum_j BCE(pred_ij, target_ij)``: TF-VAEGAN's VAE term (``vae_loss: bce``), for
+    ``pred`` and ``target`` in [0, 1]; (n, d_feat) each."""
+    return F_.binary_cross_entropy(pred, target, reduction="none").sum(1).mean()
+
+
+def vae_reconstruction(name: str):
+    """The VAE's reconstruction term named by ``train.vae_loss``."""
+    return {"mse": reconstruction_loss, "bce": bce_reconstruction_loss}[name]

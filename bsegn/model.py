@@ -57,7 +57,7 @@ class GenerativeModel:
 
 def build_model(cfg: TrainConfig, d_noise: int, d_att: int, d_feat: int) -> GenerativeModel:
     fem = FEM(d_feat, d_att, cfg.fem_hidden) if cfg.fem else None
-    return GenerativeModel(cfg, Generator(d_noise, d_att, cfg.hidden, d_feat),
+    return GenerativeModel(cfg, Generator(d_noise, d_att, cfg.hidden, d_feat, cfg.generator_output),
                            SemanticDecoder(d_feat, d_att, cfg.hidden), fem)
 
 

@@ -1,6 +1,7 @@
 """The networks of BSeGN. Notation (docs/METHOD.md): x feature, a class semantics, z noise.
 
-* ``Generator``  G(z, a) -> x          (f-CLSWGAN: one hidden LeakyReLU layer, ReLU output)
+* ``Generator``  G(z, a) -> x          (f-CLSWGAN: one hidden LeakyReLU layer, ReLU output;
+                                        TF-VAEGAN's sigmoid output as an option)
 * ``Critic``     D(x, a) -> score      (WGAN critic, conditioned by concatenation)
 * ``Encoder``    E(x, a) -> (mu, logvar) of z   (optional VAE branch, f-VAEGAN)
 * ``SemanticDecoder`` R(x) -> (a_hat, h) (the cycle-consistency branch; h feeds the mFIM)
@@ -24,12 +25,12 @@ def _init(module: nn.Module) -> None:
 
 
 class Generator(nn.Module):
-    def __init__(self, d_noise: int, d_att: int, d_hidden: int, d_feat: int):
+    def __init__(self, d_noise: int, d_att: int, d_hidden: int, d_feat: int, output: str = "relu"):
         super().__init__()
         self.d_noise = d_noise
         self.net = nn.Sequential(
             nn.Linear(d_noise + d_att, d_hidden), nn.LeakyReLU(0.2),
-            nn.Linear(d_hidden, d_feat), nn.ReLU(),
+            nn.Linear(d_hidden, d_feat), {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}[output](),
         )
         _init(self)
 

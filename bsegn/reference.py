@@ -8,7 +8,7 @@ fakes from separate generator calls), PyTorch's default Adam, and every loss rea
 the host after every iteration. The decoder step never changed and is shared (it is
 imported from the trainer), as are the networks, the loss functions and the random
 draws (same order, same per-run generator) with the fast trainer, so on the CPU the two give
-the same losses to float tolerance. Options added since (``encoded_noise``, ``gp_adaptive``) are added here
+the same losses to float tolerance. Options added since (``encoded_noise``, ``gp_adaptive``, ``vae_loss``) are added here
 too, in the same one-call-at-a-time style, so the tests cover them. Do not use it for real runs.
 """
 
@@ -65,7 +65,7 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
     loss = -s.D(fs, s.att[yb]).mean()
     logs = {"g_adv": loss}
     if s.E is not None:
-        logs["vae"] = losses.reconstruction_loss(recon, xb) + losses.kl_divergence(mu, logvar)
+        logs["vae"] = losses.vae_reconstruction(cfg.vae_loss)(recon, xb) + losses.kl_divergence(mu, logvar)
         loss = loss + cfg.vae_weight * logs["vae"]
     if s.clf is not None:
         logs["g_cls"] = F_.cross_entropy(s.clf(fs), s.seen_index[yb])

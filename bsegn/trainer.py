@@ -266,7 +266,7 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
     logs = {"g_adv": loss}
     if s.E is not None:
         recon = out[0 if cfg.encoded_noise else 1]  # (batch, d_feat) reconstructions of xb
-        logs["vae"] = losses.reconstruction_loss(recon, xb) + losses.kl_divergence(mu, logvar)
+        logs["vae"] = losses.vae_reconstruction(cfg.vae_loss)(recon, xb) + losses.kl_divergence(mu, logvar)
         loss = loss + cfg.vae_weight * logs["vae"]
     if s.clf is not None:
         logs["g_cls"] = F_.cross_entropy(s.clf(fs), s.seen_index[yb])

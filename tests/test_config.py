@@ -210,6 +210,18 @@ def test_encoded_noise_without_the_encoder_is_refused_by_key():
         stage_config(params, "train", "SYN")
 
 
+def test_bce_vae_loss_needs_a_sigmoid_generator_and_min_max_features():
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    params["train"]["SYN"] = {**params["train"].get("SYN", {}), "vae": True, "vae_loss": "bce"}
+    with pytest.raises(ConfigError, match=r"train.SYN.vae_loss: 'bce' needs generator_output: sigmoid \(got 'relu'"):
+        stage_config(params, "train", "SYN")
+    params["train"]["SYN"]["generator_output"] = "sigmoid"
+    assert stage_config(params, "train", "SYN").vae_loss == "bce"
+    params["prepare"]["feature_scaling"] = "none"
+    with pytest.raises(ConfigError, match=r"train.SYN.vae_loss is 'bce' but prepare.feature_scaling is not 'minmax'"):
+        validate_all(params)
+
+
 def _leaf_keys(params: dict) -> list[str]:
     """Every key of params.yaml that a config dataclass field reads, as a dotted path."""
     keys = [f"base.{k}" for k in params["base"]] + [f"prepare.{k}" for k in params["prepare"]]

@@ -47,8 +47,9 @@ def weights(model):
 
 @pytest.mark.parametrize("cfg", [FULL, dataclasses.replace(FULL, fem=False, cycle=False, vae=False),
                                  dataclasses.replace(FULL, encoded_noise=True),
-                                 dataclasses.replace(FULL, gp_adaptive=True)],
-                         ids=["bsegn", "baseline", "encoded_noise", "gp_adaptive"])
+                                 dataclasses.replace(FULL, gp_adaptive=True),
+                                 dataclasses.replace(FULL, generator_output="sigmoid", vae_loss="bce")],
+                         ids=["bsegn", "baseline", "encoded_noise", "gp_adaptive", "sigmoid_bce"])
 def test_fast_path_gives_the_reference_losses_on_cpu(bench, cfg):
     seed_everything(0)
     fast_model, fast = trainer.train(bench, cfg, CPU)

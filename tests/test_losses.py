@@ -137,3 +137,14 @@ def test_balance_with_only_unseen_features_in_the_batch():
     value = losses.balance_loss(logits, UNSEEN, torch.tensor([True, True]))
     _, log_u = losses.domain_log_mass(logits, UNSEEN)
     assert torch.isfinite(value) and value.item() == pytest.approx((-log_u).mean().item(), rel=1e-6)
+
+
+def test_bce_reconstruction_by_hand_and_the_vae_loss_names():
+    """Summed over the feature dims, averaged over the batch; 0 only where a prediction is
+    certain and right, so a perfect soft target still costs its entropy."""
+    pred = torch.tensor([[0.5, 0.9], [0.2, 0.2]])
+    target = torch.tensor([[1.0, 0.0], [0.0, 0.5]])
+    by_hand = (-math.log(0.5) - math.log(0.1) + -math.log(0.8) - (0.5 * math.log(0.2) + 0.5 * math.log(0.8))) / 2
+    assert losses.bce_reconstruction_loss(pred, target).item() == pytest.approx(by_hand, rel=1e-6)
+    assert losses.vae_reconstruction("bce") is losses.bce_reconstruction_loss
+    assert losses.vae_reconstruction("mse") is losses.reconstruction_loss

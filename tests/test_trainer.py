@@ -94,15 +94,23 @@ def test_same_seed_on_cpu_gives_identical_results(bench):
         assert torch.equal(a, b)
 
 
-def test_save_and_load_round_trip(bench, tmp_path):
+@pytest.mark.parametrize("output", ["relu", "sigmoid"])
+def test_save_and_load_round_trip(bench, tmp_path, output):
+    """The loaded model is the saved one, its generator's output layer included."""
     seed_everything(1)
-    model, _ = trainer.train(bench, dataclasses.replace(FULL, epochs=1), torch.device("cpu"))
+    model, _ = trainer.train(bench, dataclasses.replace(FULL, epochs=1, generator_output=output), torch.device("cpu"))
     model.save(tmp_path / "model.pt")
     loaded = GenerativeModel.load(tmp_path / "model.pt", torch.device("cpu"))
     x = torch.as_tensor(bench.test_seen_x[:4])
     assert torch.equal(model.decoder(x)[0], loaded.decoder(x)[0])
     assert torch.equal(model.fem(x), loaded.fem(x))
     assert loaded.cfg == model.cfg
+    torch.manual_seed(0)
+    x_fake, _ = generate(loaded, torch.as_tensor(bench.att), torch.as_tensor(bench.unseen), 8)
+    torch.manual_seed(0)
+    assert torch.equal(x_fake, generate(model, torch.as_tensor(bench.att), torch.as_tensor(bench.unseen), 8)[0])
+    if output == "sigmoid":  # a ReLU output is unbounded above and often exactly 0
+        assert 0 < x_fake.min() and x_fake.max() < 1
 
 
 def test_saved_model_bytes_do_not_depend_on_the_file_name(bench, tmp_path):
