@@ -53,6 +53,8 @@ VHS = {"classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]}  # mFIM ke
 CYCLE_VAE = {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True}  # FEM off, cycle + f-VAEGAN encoder
 W03 = {**CYCLE_VAE, "train.{ds}.vae_weight": 0.3}  # what SYN_CUB and CUB ship (round 6)
 BCE_W01 = {"train.{ds}.generator_output": "sigmoid", "train.{ds}.vae_loss": "bce", "train.{ds}.vae_weight": 0.1}
+TFV = {**CYCLE_VAE, **BCE_W01, "train.{ds}.encoded_noise": True, "train.{ds}.gp_adaptive": True,
+       "train.{ds}.cls_weight": 0.0}  # TF-VAEGAN's practices but its feedback module
 VARIANTS: dict[str, dict[str, object]] = {
     "shipped": {},  # params.yaml as it is: the per-dataset design each dataset block ships
     "baseline": OFF,  # f-CLSWGAN: every BSeGN switch off, classifier on visual features
@@ -118,8 +120,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     # is weighted 10, gammaG); then every TF-VAEGAN practice above at once, without its feedback
     # module: if this reaches TF-VAEGAN's H, the feedback module is not what BSeGN lacks
     "cycle_v_vae_bce_w01": {**CYCLE_VAE, **BCE_W01},
-    "cycle_v_vae_tfv": {**CYCLE_VAE, **BCE_W01, "train.{ds}.encoded_noise": True,
-                        "train.{ds}.gp_adaptive": True, "train.{ds}.cls_weight": 0.0},
+    "cycle_v_vae_tfv": TFV,
+    # its feedback module (CUB's a1 = a2 = 1, feed_lr 1e-5: the params.yaml defaults), on the
+    # shipped design and on all of the above
+    "cycle_v_vae_w03_fb": {**W03, "train.{ds}.feedback": True},
+    "cycle_v_vae_tfv_fb": {**TFV, "train.{ds}.feedback": True},
 }
 
 

@@ -152,6 +152,11 @@ class TrainConfig:
     cycle_weight: float = field(metadata=_rng(lo=0.0))
     decoder_lr: float = field(metadata=_rng(lo=0.0))
     decoder_fakes: bool  # also train R on generated unseen features
+    # TF-VAEGAN's feedback module: every fake is made twice, the second time with G's hidden
+    # layer corrected by feedback_weight * F_b(R's hidden layer of the first fake)
+    feedback: bool
+    feedback_weight: float = field(metadata=_rng(lo=0.0))
+    feedback_lr: float = field(metadata=_rng(lo=0.0))
     # feature-to-semantic embedding module
     fem: bool
     fem_f2s: bool  # feature -> semantics contrastive direction

@@ -15,7 +15,7 @@ import torch
 
 from .config import TrainConfig
 from .io import atomic_path
-from .nets import FEM, Generator, SemanticDecoder
+from .nets import FEM, Feedback, Generator, SemanticDecoder
 
 
 @dataclass
@@ -26,6 +26,20 @@ class GenerativeModel:
     generator: Generator
     decoder: SemanticDecoder  # cycle branch R; always trained (cheap), used by the mFIM
     fem: FEM | None
+    feedback: Feedback | None = None  # TF-VAEGAN's feedback module (train.feedback)
+
+    def networks(self) -> list[torch.nn.Module]:
+        return [net for net in (self.generator, self.decoder, self.fem, self.feedback) if net is not None]
+
+    def features(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """G(z, a): (n, d_noise), (n, d_att) -> (n, d_feat); with the feedback module, the
+        second pass, its hidden layer corrected from R's hidden layer of the first (R's
+        activations detached, as in TF-VAEGAN, so only the second pass and F_b learn from it)."""
+        x = self.generator(z, a)
+        if self.feedback is None:
+            return x
+        h = self.decoder(x)[1].detach()  # (n, d_hidden)
+        return self.generator(z, a, self.cfg.feedback_weight * self.feedback(h))
 
     def save(self, path: str | Path) -> None:
         payload = {
@@ -35,6 +49,7 @@ class GenerativeModel:
             "generator": self.generator.state_dict(),
             "decoder": self.decoder.state_dict(),
             "fem": None if self.fem is None else self.fem.state_dict(),
+            "feedback": None if self.feedback is None else self.feedback.state_dict(),
         }
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:  # via a handle: torch would embed the (random) temp name
@@ -49,16 +64,19 @@ class GenerativeModel:
         model.decoder.load_state_dict(payload["decoder"])
         if model.fem is not None:
             model.fem.load_state_dict(payload["fem"])
-        for net in (model.generator, model.decoder, model.fem):
-            if net is not None:
-                net.to(device).eval()
+        if model.feedback is not None:
+            model.feedback.load_state_dict(payload["feedback"])
+        for net in model.networks():
+            net.to(device).eval()
         return model
 
 
 def build_model(cfg: TrainConfig, d_noise: int, d_att: int, d_feat: int) -> GenerativeModel:
     fem = FEM(d_feat, d_att, cfg.fem_hidden) if cfg.fem else None
-    return GenerativeModel(cfg, Generator(d_noise, d_att, cfg.hidden, d_feat, cfg.generator_output),
-                           SemanticDecoder(d_feat, d_att, cfg.hidden), fem)
+    G = Generator(d_noise, d_att, cfg.hidden, d_feat, cfg.generator_output)
+    R = SemanticDecoder(d_feat, d_att, cfg.hidden)
+    feedback = Feedback(cfg.hidden) if cfg.feedback else None  # built last: G and R start as without it
+    return GenerativeModel(cfg, G, R, fem, feedback)
 
 
 @torch.no_grad()
@@ -69,4 +87,4 @@ def generate(model: GenerativeModel, att: torch.Tensor, classes: torch.Tensor, p
     """
     y = classes.repeat_interleave(per_class)
     z = torch.randn(len(y), model.generator.d_noise, device=att.device)  # the global stream, seeded by the stage
-    return model.generator(z, att[y]), y
+    return model.features(z, att[y]), y

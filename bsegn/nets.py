@@ -5,6 +5,7 @@
 * ``Critic``     D(x, a) -> score      (WGAN critic, conditioned by concatenation)
 * ``Encoder``    E(x, a) -> (mu, logvar) of z   (optional VAE branch, f-VAEGAN)
 * ``SemanticDecoder`` R(x) -> (a_hat, h) (the cycle-consistency branch; h feeds the mFIM)
+* ``Feedback``   F_b(h) -> a correction of G's hidden layer from R's hidden layer (TF-VAEGAN)
 * ``FEM``        F(x) -> e in semantic space, scored against every class vector
 * ``SoftmaxClassifier`` a linear layer; also the frozen seen-class classifier of f-CLSWGAN
 """
@@ -34,8 +35,12 @@ class Generator(nn.Module):
         )
         _init(self)
 
-    def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([z, a], dim=1))  # (n, d_feat)
+    def forward(self, z: torch.Tensor, a: torch.Tensor, feedback: torch.Tensor | None = None) -> torch.Tensor:
+        """``feedback``: (n, d_hidden), added to the hidden layer (TF-VAEGAN's feedback loop)."""
+        if feedback is None:
+            return self.net(torch.cat([z, a], dim=1))  # (n, d_feat)
+        h = self.net[1](self.net[0](torch.cat([z, a], dim=1)))  # (n, d_hidden)
+        return self.net[3](self.net[2](h + feedback))
 
 
 class Critic(nn.Module):
@@ -73,6 +78,20 @@ class SemanticDecoder(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.hidden(x)  # (n, d_hidden)
         return self.out(h), h  # (n, d_att), (n, d_hidden)
+
+
+class Feedback(nn.Module):
+    """TF-VAEGAN's feedback module: R's hidden activations of a first-pass fake -> a correction
+    of G's hidden layer for the second pass; (n, d_hidden) -> (n, d_hidden)."""
+
+    def __init__(self, d_hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d_hidden, d_hidden), nn.LeakyReLU(0.2),
+                                 nn.Linear(d_hidden, d_hidden), nn.LeakyReLU(0.2))
+        _init(self)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
 
 
 class FEM(nn.Module):

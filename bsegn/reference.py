@@ -8,7 +8,7 @@ fakes from separate generator calls), PyTorch's default Adam, and every loss rea
 the host after every iteration. The decoder step never changed and is shared (it is
 imported from the trainer), as are the networks, the loss functions and the random
 draws (same order, same per-run generator) with the fast trainer, so on the CPU the two give
-the same losses to float tolerance. Options added since (``encoded_noise``, ``gp_adaptive``, ``vae_loss``) are added here
+the same losses to float tolerance. Options added since (``encoded_noise``, ``gp_adaptive``, ``vae_loss``, ``feedback``) are added here
 too, in the same one-call-at-a-time style, so the tests cover them. Do not use it for real runs.
 """
 
@@ -23,7 +23,8 @@ from . import losses
 from .config import TrainConfig
 from .data import Benchmark
 from .model import GenerativeModel
-from .trainer import EpochHook, TrainState, _finish, _step, adapt_gp_weight, decoder_step, fem_loss, setup
+from .trainer import (EpochHook, TrainState, _finish, _step, _step_generator, adapt_gp_weight, decoder_step,
+                      fem_loss, setup)
 
 
 def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
@@ -53,13 +54,13 @@ def fem_step(s: TrainState) -> dict[str, torch.Tensor]:
 
 
 def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
-    cfg, G = s.cfg, s.model.generator
+    cfg = s.cfg
     xb, yb = s.batch()
     if not cfg.encoded_noise:
         fs = s.fake(yb)
     if s.E is not None:
         z, mu, logvar = s.encoder_noise(xb, yb)
-        recon = G(z, s.att[yb])
+        recon = s.model.features(z, s.att[yb])
         if cfg.encoded_noise:
             fs = recon
     loss = -s.D(fs, s.att[yb]).mean()
@@ -81,7 +82,7 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
     if cfg.fem:
         logs["g_fem"] = fem_loss(s, torch.cat([fs, fu]), torch.cat([yb, ub]), for_generator=True)
         loss = loss + cfg.fem_weight * logs["g_fem"]
-    _step(s.opt_g, loss)
+    _step_generator(s, loss)
     return logs
 
 

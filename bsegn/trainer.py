@@ -84,6 +84,7 @@ class TrainState:
     opt_d: torch.optim.Optimizer
     opt_r: torch.optim.Optimizer
     opt_f: torch.optim.Optimizer | None
+    opt_fb: torch.optim.Optimizer | None  # the feedback module's, stepped with the generator
     gen: torch.Generator  # this run's random stream for batches, noise and interpolates
     gp_weight: torch.Tensor  # 0-d, on the device: cfg.gp_weight, moved by gp_adaptive
 
@@ -99,8 +100,7 @@ class TrainState:
         return torch.randn(*shape, device=self.x.device, generator=self.gen)
 
     def fake(self, classes: torch.Tensor) -> torch.Tensor:
-        G = self.model.generator
-        return G(self.noise(len(classes), G.d_noise), self.att[classes])
+        return self.model.features(self.noise(len(classes), self.model.generator.d_noise), self.att[classes])
 
     def encoder_noise(self, x: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """z ~ E(x, a): the reparameterised draw, and the (mu, logvar) it came from."""
@@ -112,7 +112,7 @@ class TrainState:
         ``encoded_noise`` the VAE reconstructions of ``xb``; no gradient."""
         with torch.no_grad():
             if self.cfg.encoded_noise:
-                return self.model.generator(self.encoder_noise(xb, yb)[0], self.att[yb])
+                return self.model.features(self.encoder_noise(xb, yb)[0], self.att[yb])
             return self.fake(yb)
 
 
@@ -136,9 +136,8 @@ def setup(bench: Benchmark, cfg: TrainConfig, device: torch.device, fast: bool =
 
     d_noise = cfg.noise_dim or bench.d_att
     model = build_model(cfg, d_noise, bench.d_att, bench.d_feat)
-    for net in (model.generator, model.decoder, model.fem):
-        if net is not None:
-            net.to(device)
+    for net in model.networks():
+        net.to(device)
     D = Critic(bench.d_feat, bench.d_att, cfg.hidden).to(device)
     E = Encoder(bench.d_feat, bench.d_att, cfg.hidden, d_noise).to(device) if cfg.vae else None
     g_params = list(model.generator.parameters()) + (list(E.parameters()) if E else [])
@@ -150,6 +149,7 @@ def setup(bench: Benchmark, cfg: TrainConfig, device: torch.device, fast: bool =
         opt_d=_adam(D.parameters(), cfg.lr, cfg.beta1, fast),
         opt_r=_adam(model.decoder.parameters(), cfg.decoder_lr, cfg.beta1, fast),
         opt_f=_adam(model.fem.parameters(), cfg.fem_lr, cfg.beta1, fast) if model.fem is not None else None,
+        opt_fb=_adam(model.feedback.parameters(), cfg.feedback_lr, cfg.beta1, fast) if model.feedback else None,
         gen=gen,
         gp_weight=torch.tensor(cfg.gp_weight, device=device),
     )
@@ -230,7 +230,7 @@ def fem_step(s: TrainState) -> dict[str, torch.Tensor]:
         z.append(s.noise(len(yb), s.model.generator.d_noise))
         classes.append(yb)
     with torch.no_grad():  # all fakes in one pass of G
-        fakes = s.model.generator(torch.cat(z), s.att[torch.cat(classes)])
+        fakes = s.model.features(torch.cat(z), s.att[torch.cat(classes)])
     loss = fem_loss(s, torch.cat([xb, fakes]), torch.cat([yb, *classes]), for_generator=False)
     _step(s.opt_f, loss)
     return {"fem": loss}
@@ -260,7 +260,7 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
         ub = s.unseen_batch()
         z.append(s.noise(B, G.d_noise))  # fake unseen
         classes.append(ub)
-    out = G(torch.cat(z), s.att[torch.cat(classes)]).split(B)  # (batch, d_feat) per group
+    out = s.model.features(torch.cat(z), s.att[torch.cat(classes)]).split(B)  # (batch, d_feat) per group
     fs = out[0]
     loss = -s.D(fs, s.att[yb]).mean()
     logs = {"g_adv": loss}
@@ -281,8 +281,18 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
     if cfg.fem:
         logs["g_fem"] = fem_loss(s, torch.cat([fs, fu]), torch.cat([yb, ub]), for_generator=True)
         loss = loss + cfg.fem_weight * logs["g_fem"]
-    _step(s.opt_g, loss)
+    _step_generator(s, loss)
     return logs
+
+
+def _step_generator(s: TrainState, loss: torch.Tensor) -> None:
+    """G (and E) take ``loss``'s step; the feedback module, when there is one, its own."""
+    if s.opt_fb is None:
+        _step(s.opt_g, loss)
+        return
+    s.opt_fb.zero_grad(set_to_none=True)
+    _step(s.opt_g, loss)
+    s.opt_fb.step()
 
 
 def iteration(s: TrainState) -> dict[str, torch.Tensor]:
@@ -383,9 +393,8 @@ class _Run:
 
 
 def _finish(s: TrainState) -> GenerativeModel:
-    for net in (s.model.generator, s.model.decoder, s.model.fem):
-        if net is not None:
-            net.eval()
+    for net in s.model.networks():
+        net.eval()
     return s.model
 
 

@@ -48,8 +48,9 @@ def weights(model):
 @pytest.mark.parametrize("cfg", [FULL, dataclasses.replace(FULL, fem=False, cycle=False, vae=False),
                                  dataclasses.replace(FULL, encoded_noise=True),
                                  dataclasses.replace(FULL, gp_adaptive=True),
-                                 dataclasses.replace(FULL, generator_output="sigmoid", vae_loss="bce")],
-                         ids=["bsegn", "baseline", "encoded_noise", "gp_adaptive", "sigmoid_bce"])
+                                 dataclasses.replace(FULL, generator_output="sigmoid", vae_loss="bce"),
+                                 dataclasses.replace(FULL, feedback=True, feedback_lr=1e-3)],
+                         ids=["bsegn", "baseline", "encoded_noise", "gp_adaptive", "sigmoid_bce", "feedback"])
 def test_fast_path_gives_the_reference_losses_on_cpu(bench, cfg):
     seed_everything(0)
     fast_model, fast = trainer.train(bench, cfg, CPU)
@@ -59,6 +60,9 @@ def test_fast_path_gives_the_reference_losses_on_cpu(bench, cfg):
     assert set(fast[0]) >= {"wasserstein", "g_adv", "decoder"} | ({"fem", "g_fem", "g_cycle"} if cfg.fem else set())
     for a, b in zip(weights(fast_model), weights(ref_model)):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=2e-4)
+    if cfg.feedback:
+        for a, b in zip(fast_model.feedback.state_dict().values(), ref_model.feedback.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=2e-4)
 
 
 def test_seeds_side_by_side_are_each_seeds_own_run(bench):
@@ -87,7 +91,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 
 @cuda
-@pytest.mark.parametrize("changes", [{}, {"encoded_noise": True, "gp_adaptive": True}], ids=["bsegn", "tfvaegan_practices"])
+@pytest.mark.parametrize("changes", [{}, {"encoded_noise": True, "gp_adaptive": True, "generator_output": "sigmoid",
+                                      "vae_loss": "bce", "feedback": True}], ids=["bsegn", "tfvaegan_practices"])
 def test_cuda_graphs_give_the_eager_losses(bench, changes):
     cfg = dataclasses.replace(FULL, epochs=4, **changes)
     gpu = torch.device("cuda")

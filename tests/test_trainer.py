@@ -94,11 +94,13 @@ def test_same_seed_on_cpu_gives_identical_results(bench):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("output", ["relu", "sigmoid"])
-def test_save_and_load_round_trip(bench, tmp_path, output):
-    """The loaded model is the saved one, its generator's output layer included."""
+@pytest.mark.parametrize("changes", [{}, {"generator_output": "sigmoid"}, {"feedback": True, "feedback_lr": 1e-3}],
+                         ids=["relu", "sigmoid", "feedback"])
+def test_save_and_load_round_trip(bench, tmp_path, changes):
+    """The loaded model is the saved one, its generator's output layer and feedback module
+    included (the generated features are the same)."""
     seed_everything(1)
-    model, _ = trainer.train(bench, dataclasses.replace(FULL, epochs=1, generator_output=output), torch.device("cpu"))
+    model, _ = trainer.train(bench, dataclasses.replace(FULL, epochs=1, **changes), torch.device("cpu"))
     model.save(tmp_path / "model.pt")
     loaded = GenerativeModel.load(tmp_path / "model.pt", torch.device("cpu"))
     x = torch.as_tensor(bench.test_seen_x[:4])
@@ -109,7 +111,7 @@ def test_save_and_load_round_trip(bench, tmp_path, output):
     x_fake, _ = generate(loaded, torch.as_tensor(bench.att), torch.as_tensor(bench.unseen), 8)
     torch.manual_seed(0)
     assert torch.equal(x_fake, generate(model, torch.as_tensor(bench.att), torch.as_tensor(bench.unseen), 8)[0])
-    if output == "sigmoid":  # a ReLU output is unbounded above and often exactly 0
+    if changes.get("generator_output") == "sigmoid":  # a ReLU output is unbounded above and often exactly 0
         assert 0 < x_fake.min() and x_fake.max() < 1
 
 

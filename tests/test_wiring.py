@@ -217,6 +217,28 @@ def test_gp_adaptive_moves_the_penalty_weight_by_tf_vaegans_rule(bench):
     assert float(adaptive.gp_weight) != CFG.gp_weight and torch.equal(logs["gp_weight"], adaptive.gp_weight)
 
 
+def test_feedback_refines_every_fake_and_learns_with_the_generator(bench):
+    """With the feedback module each fake is G's second pass, its hidden layer corrected by
+    feedback_weight * F_b(R's hidden layer of the first pass): weight 0 gives G's plain
+    output, weight 1 another. F_b moves with the generator step, not with the critic's."""
+    s = fresh(bench, feedback=True, feedback_lr=1e-3)
+    z, a = torch.randn(8, s.model.generator.d_noise), s.att[s.y[:8]]
+    plain = s.model.generator(z, a)
+    assert not torch.allclose(s.model.features(z, a), plain)
+    off = fresh(bench, feedback=True, feedback_weight=0.0)
+    assert torch.allclose(off.model.features(z, a), off.model.generator(z, a), atol=1e-6)
+    assert torch.equal(off.model.generator(z, a), plain)  # F_b is built after G and R: same G
+    torch.manual_seed(0)
+    x, y = generate(s.model, s.att, s.unseen, 4)  # what the generate stage writes: refined fakes
+    torch.manual_seed(0)
+    assert torch.equal(x, s.model.features(torch.randn(len(y), s.model.generator.d_noise), s.att[y]))
+    before = params_of(s.model.feedback)
+    trainer.critic_step(s)
+    assert same(params_of(s.model.feedback), before)
+    trainer.generator_step(s)
+    assert not same(params_of(s.model.feedback), before)
+
+
 # --------------------------------------------------------------------------- mFIM
 
 
@@ -408,12 +430,14 @@ def test_more_zsl_than_gzsl_epochs_and_per_sample_mfim(splits, model):
     assert feats.test_seen.shape[0] == len(test.test_seen_y) and feats.test_unseen.shape[0] == len(test.test_unseen_y)
 
 
-@pytest.mark.parametrize("gp_adaptive", [False, True])
-def test_a_checkpoint_resumes_to_the_uninterrupted_run(bench, tmp_path, capsys, gp_adaptive):
+@pytest.mark.parametrize("changes", [{}, {"gp_adaptive": True}, {"feedback": True, "feedback_lr": 1e-3}],
+                         ids=["plain", "gp_adaptive", "feedback"])
+def test_a_checkpoint_resumes_to_the_uninterrupted_run(bench, tmp_path, capsys, changes):
     """train() with a checkpoint path writes one every ``checkpoint_every`` epochs (not after
     the last) and a second call resumes from it to the same weights and loss log (with
-    gp_adaptive, the penalty weight it had reached is part of the state)."""
-    cfg = dataclasses.replace(CFG, epochs=4, checkpoint_every=2, gp_adaptive=gp_adaptive)
+    gp_adaptive, the penalty weight it had reached is part of the state; with feedback, the
+    feedback module and its optimiser)."""
+    cfg = dataclasses.replace(CFG, epochs=4, checkpoint_every=2, **changes)
     path = tmp_path / "ckpt.pt"
     seed_everything(0)
     first, history = trainer.train(bench, cfg, CPU, checkpoint_path=path)
