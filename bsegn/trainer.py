@@ -7,7 +7,7 @@ One iteration (docs/METHOD.md, "Training schedule"):
 3. if ``fem``: one FEM step on real seen + freshly generated *unseen* features, with the
    bidirectional contrastive and balance losses; the fakes are detached, so G is not moved;
 4. one generator step: adversarial loss (+ VAE, classification, cycle and FEM losses);
-   only G (and E) are stepped, D, R, F and the seen classifier stay as they are.
+   only G (and E, and the feedback module F_b) are stepped; D, R, F and the seen classifier stay.
 
 Speed (docs/METHOD.md, "Fast training"): the data live on the device, every shape is
 fixed by the batch size, the losses are summed on the device (one host sync per epoch),
@@ -237,7 +237,7 @@ def fem_step(s: TrainState) -> dict[str, torch.Tensor]:
 
 
 def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
-    """Generator (and encoder) update; D, R, F and the seen classifier are not stepped.
+    """Generator (and encoder, and F_b) update; D, R, F and the seen classifier are not stepped.
 
     The fake seen features, the VAE reconstructions and the fake unseen features come from
     one pass of G, and the cycle loss sends seen and unseen fakes through R together (the
