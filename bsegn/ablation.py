@@ -125,6 +125,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     # shipped design and on all of the above
     "cycle_v_vae_w03_fb": {**W03, "train.{ds}.feedback": True},
     "cycle_v_vae_tfv_fb": {**TFV, "train.{ds}.feedback": True},
+    # and its classifier input, [visual, hidden, semantic] (its feature transformation), which
+    # cost BSeGN 12 H on CUB: does it help once the generator is trained its way?
+    "cycle_vhs_vae_tfv_fb": {**TFV, "train.{ds}.feedback": True, **VHS},
 }
 
 
