@@ -394,12 +394,12 @@ def validate_all(params: dict) -> None:
     raises ConfigError on the first problem."""
     base = base_config(params)
     download_config(params)
-    prepare_config(params)
+    prep = prepare_config(params)
     for name in base.datasets:
         cfg = {section: stage_config(params, section, name) for section in PER_DATASET_SECTIONS}
         if "fem" in cfg["classify"].mfim_levels and not cfg["train"].fem:
             raise ConfigError(f"classify.{name}.mfim_levels includes 'fem' but train.{name}.fem is false: "
                               "turn the FEM on or drop the level")
-        if cfg["train"].vae_loss == "bce" and prepare_config(params).feature_scaling != "minmax":
+        if cfg["train"].vae_loss == "bce" and prep.feature_scaling != "minmax":
             raise ConfigError(f"train.{name}.vae_loss is 'bce' but prepare.feature_scaling is not 'minmax': "
                               "the binary cross-entropy needs training features in [0, 1]")

@@ -33,13 +33,15 @@ class GenerativeModel:
 
     def features(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """G(z, a): (n, d_noise), (n, d_att) -> (n, d_feat); with the feedback module, the
-        second pass, its hidden layer corrected from R's hidden layer of the first (R's
-        activations detached, as in TF-VAEGAN, so only the second pass and F_b learn from it)."""
-        x = self.generator(z, a)
+        second pass: G's hidden layer plus feedback_weight * F_b(R's hidden layer of the first
+        pass), through G's output layer again. R's activations are detached, as in TF-VAEGAN,
+        so only the second pass and F_b learn from it; G's hidden layer is computed once."""
         if self.feedback is None:
-            return x
-        h = self.decoder(x)[1].detach()  # (n, d_hidden)
-        return self.generator(z, a, self.cfg.feedback_weight * self.feedback(h))
+            return self.generator(z, a)
+        G = self.generator
+        h = G.hidden(z, a)  # (n, d_hidden)
+        h_r = self.decoder(G.output(h))[1].detach()  # (n, d_hidden)
+        return G.output(h + self.cfg.feedback_weight * self.feedback(h_r))
 
     def save(self, path: str | Path) -> None:
         payload = {

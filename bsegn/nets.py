@@ -35,12 +35,16 @@ class Generator(nn.Module):
         )
         _init(self)
 
-    def forward(self, z: torch.Tensor, a: torch.Tensor, feedback: torch.Tensor | None = None) -> torch.Tensor:
-        """``feedback``: (n, d_hidden), added to the hidden layer (TF-VAEGAN's feedback loop)."""
-        if feedback is None:
-            return self.net(torch.cat([z, a], dim=1))  # (n, d_feat)
-        h = self.net[1](self.net[0](torch.cat([z, a], dim=1)))  # (n, d_hidden)
-        return self.net[3](self.net[2](h + feedback))
+    def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z, a], dim=1))  # (n, d_feat)
+
+    # the two layers apart, for TF-VAEGAN's feedback loop (GenerativeModel.features), which
+    # corrects the hidden layer before the output layer
+    def hidden(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self.net[1](self.net[0](torch.cat([z, a], dim=1)))  # (n, d_hidden)
+
+    def output(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net[3](self.net[2](h))  # (n, d_feat)
 
 
 class Critic(nn.Module):

@@ -8,8 +8,9 @@ fakes from separate generator calls), PyTorch's default Adam, and every loss rea
 the host after every iteration. The decoder step never changed and is shared (it is
 imported from the trainer), as are the networks, the loss functions and the random
 draws (same order, same per-run generator) with the fast trainer, so on the CPU the two give
-the same losses to float tolerance. Options added since (``encoded_noise``, ``gp_adaptive``, ``vae_loss``, ``feedback``) are added here
-too, in the same one-call-at-a-time style, so the tests cover them. Do not use it for real runs.
+the same losses to float tolerance. Options added since (``encoded_noise``, ``gp_adaptive``,
+``vae_loss``, ``feedback``) are added here too, in the same one-call-at-a-time style, so the
+tests cover them. Do not use it for real runs.
 """
 
 from __future__ import annotations
