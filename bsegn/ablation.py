@@ -45,9 +45,15 @@ from .report import PROTOCOL_COLUMNS, result_row
 from .runtime import seed_everything
 
 # variant -> {dotted params key: value}; keys are relative to the dataset's blocks
-# every variant but "shipped" starts from the f-CLSWGAN baseline, whatever params.yaml ships
+# every variant but "shipped" starts from the f-CLSWGAN baseline, whatever params.yaml ships:
+# OFF sets every design switch a dataset block may ship (DESIGN_KEYS), so that a block's choice
+# (CUB's VAE weight 0.3, say) never leaks into the variants measured on that dataset
 OFF = {"train.{ds}.fem": False, "train.{ds}.cycle": False, "train.{ds}.vae": False,
-       "classify.{ds}.mfim_levels": ["visual"]}
+       "train.{ds}.vae_weight": 1.0, "train.{ds}.vae_loss": "mse", "train.{ds}.encoded_noise": False,
+       "train.{ds}.generator_output": "relu", "train.{ds}.gp_adaptive": False,
+       "train.{ds}.decoder_fakes": False, "train.{ds}.feedback": False,
+       "classify.{ds}.mfim_levels": ["visual"], "classify.{ds}.mfim_per_sample": False}
+DESIGN_KEYS = {tuple(k.split(".{ds}.")) for k in OFF}  # (section, key)
 FULL = {**OFF, "train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["semantic", "fem"]}
 VHS = {"classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]}  # mFIM keeping the visual level
 CYCLE_VAE = {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True}  # FEM off, cycle + f-VAEGAN encoder
