@@ -57,7 +57,8 @@ DESIGN_KEYS = {tuple(k.split(".{ds}.")) for k in OFF}  # (section, key)
 FULL = {**OFF, "train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["semantic", "fem"]}
 VHS = {"classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]}  # mFIM keeping the visual level
 CYCLE_VAE = {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True}  # FEM off, cycle + f-VAEGAN encoder
-W03 = {**CYCLE_VAE, "train.{ds}.vae_weight": 0.3}  # what SYN_CUB and CUB ship (round 6)
+W03 = {**CYCLE_VAE, "train.{ds}.vae_weight": 0.3}  # round 6's SYN_CUB / CUB design
+W03_ENC_FB = {**W03, "train.{ds}.encoded_noise": True, "train.{ds}.feedback": True}  # what they ship (round 8)
 BCE_W01 = {"train.{ds}.generator_output": "sigmoid", "train.{ds}.vae_loss": "bce", "train.{ds}.vae_weight": 0.1}
 TFV = {**CYCLE_VAE, **BCE_W01, "train.{ds}.encoded_noise": True, "train.{ds}.gp_adaptive": True,
        "train.{ds}.cls_weight": 0.0}  # TF-VAEGAN's practices but its feedback module
@@ -107,7 +108,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cycle_v_vae_w03": W03,
     "cycle_vhs_vae_dfake": {**CYCLE_VAE, "train.{ds}.decoder_fakes": True, **VHS},
     "cycle_vhs_vae_ps": {**CYCLE_VAE, **VHS, "classify.{ds}.mfim_per_sample": True},
-    # round 6 chose cycle_v_vae_w03 (SYN_CUB and CUB ship it); two more TF-VAEGAN practices on it,
+    # round 6 chose cycle_v_vae_w03 (shipped until round 8); two more TF-VAEGAN practices on it,
     # screened with the last of the lease: its decoder learning from fakes, and the decoder's
     # hidden level beside the visual one (TF-VAEGAN's classifier reads both)
     "cycle_v_vae_w03_dfake": {**W03, "train.{ds}.decoder_fakes": True},
@@ -134,6 +135,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     # and its classifier input, [visual, hidden, semantic] (its feature transformation), which
     # cost BSeGN 12 H on CUB: does it help once the generator is trained its way?
     "cycle_vhs_vae_tfv_fb": {**TFV, "train.{ds}.feedback": True, **VHS},
+    # round 8 (docs/METHOD.md): the three best single changes of rounds 6-7 on validation
+    # (encoder noise, feedback, decoder on fakes; each within 0.5 H of W03) two at a time with
+    # encoder noise. The rule chose cycle_v_vae_w03_enc_fb and its claim held: SYN_CUB and CUB ship it
+    "cycle_v_vae_w03_enc_fb": W03_ENC_FB,
+    "cycle_v_vae_w03_enc_dfake": {**W03, "train.{ds}.encoded_noise": True, "train.{ds}.decoder_fakes": True},
 }
 
 
