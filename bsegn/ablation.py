@@ -52,10 +52,12 @@ OFF = {"train.{ds}.fem": False, "train.{ds}.cycle": False, "train.{ds}.vae": Fal
        "train.{ds}.vae_weight": 1.0, "train.{ds}.vae_loss": "mse", "train.{ds}.encoded_noise": False,
        "train.{ds}.generator_output": "relu", "train.{ds}.gp_adaptive": False,
        "train.{ds}.decoder_fakes": False, "train.{ds}.feedback": False,
-       "classify.{ds}.mfim_levels": ["visual"], "classify.{ds}.mfim_per_sample": False}
+       "classify.{ds}.mfim_levels": ["visual"], "classify.{ds}.mfim_per_sample": False,
+       "classify.{ds}.mfim_scaling": "visual_norm"}
 DESIGN_KEYS = {tuple(k.split(".{ds}.")) for k in OFF}  # (section, key)
 FULL = {**OFF, "train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["semantic", "fem"]}
 VHS = {"classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]}  # mFIM keeping the visual level
+RAW = {"classify.{ds}.mfim_scaling": "none"}  # levels unscaled, as TF-VAEGAN's classifier reads them
 CYCLE_VAE = {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True}  # FEM off, cycle + f-VAEGAN encoder
 W03 = {**CYCLE_VAE, "train.{ds}.vae_weight": 0.3}  # round 6's SYN_CUB / CUB design
 W03_ENC_FB = {**W03, "train.{ds}.encoded_noise": True, "train.{ds}.feedback": True}  # what they ship (round 8)
@@ -140,6 +142,16 @@ VARIANTS: dict[str, dict[str, object]] = {
     # encoder noise. The rule chose cycle_v_vae_w03_enc_fb and its claim held: SYN_CUB and CUB ship it
     "cycle_v_vae_w03_enc_fb": W03_ENC_FB,
     "cycle_v_vae_w03_enc_dfake": {**W03, "train.{ds}.encoded_noise": True, "train.{ds}.decoder_fakes": True},
+    # next screen (docs/METHOD.md, "Where the TF-VAEGAN gap is not"): TF-VAEGAN's classifier reads
+    # [visual, hidden, semantic] unscaled, where the mFIM scales every level to the visual norm
+    # (a 312-d semantic level then weighs as much as the 2048-d features). On CUB's shipped
+    # generator, scaled and raw, and with the hidden level alone; then raw on the designs SUN,
+    # AWA2 (cycle_vhs_vae) and FLO (cycle_vhs) ship scaled
+    "cycle_vhs_vae_w03_enc_fb": {**W03_ENC_FB, **VHS},
+    "cycle_vhs_vae_w03_enc_fb_raw": {**W03_ENC_FB, **VHS, **RAW},
+    "cycle_vh_vae_w03_enc_fb_raw": {**W03_ENC_FB, "classify.{ds}.mfim_levels": ["visual", "hidden"], **RAW},
+    "cycle_vhs_vae_raw": {**CYCLE_VAE, **VHS, **RAW},
+    "cycle_vhs_raw": {**OFF, "train.{ds}.cycle": True, **VHS, **RAW},
 }
 
 

@@ -185,6 +185,9 @@ class ClassifyConfig:
     # mFIM: the levels concatenated into the classifier's input; [visual] = plain features
     mfim_levels: list[str]
     mfim_per_sample: bool  # L2-normalise every level of every feature before scaling
+    # visual_norm: each level scaled to the visual level's mean norm; none: concatenated as they
+    # come (TF-VAEGAN's feature transformation)
+    mfim_scaling: str = field(metadata=_rng(choices=("visual_norm", "none")))
     # fixed: train the classifiers for `epochs`; val: the epoch counts best on the validation split
     select_epochs: str = field(metadata=_rng(choices=("fixed", "val")))
     calibration: bool  # also report calibrated stacking, its constant chosen on validation

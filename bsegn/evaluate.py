@@ -67,7 +67,8 @@ def mfim_features(bench: Benchmark, model: GenerativeModel, syn_x: np.ndarray, c
     training set (real seen + synthetic unseen) and used for all four sets, the ZSL
     classifier's training set included."""
     train_x, syn_xt = torch.as_tensor(bench.train_x, device=device), torch.as_tensor(syn_x, device=device)
-    scales = mfim.fit_scales(model, torch.cat([train_x, syn_xt]), cfg.mfim_levels, cfg.mfim_per_sample)
+    scales = mfim.fit_scales(model, torch.cat([train_x, syn_xt]), cfg.mfim_levels, cfg.mfim_per_sample,
+                             cfg.mfim_scaling)
 
     def phi(x) -> torch.Tensor:  # (n, d_feat) -> (n, d_mfim)
         return mfim.integrate(model, torch.as_tensor(x, device=device), cfg.mfim_levels, scales, cfg.mfim_per_sample)

@@ -8,8 +8,9 @@ The final classifier's input concatenates several views of a feature x:
 * ``fem``:      the FEM embedding F(x) (only when the FEM was trained).
 
 Each level is multiplied by ``mean||x|| / mean||level||`` (means over the classifier's
-training set), so every block has the visual block's mean norm and none dominates.
-The same levels and scales are applied to real and synthetic, training and test features.
+training set), so every block has the visual block's mean norm and none dominates; with
+``scaling="none"`` the levels are concatenated as they come, as TF-VAEGAN's classifier reads
+them. The same levels and scales are applied to real and synthetic, training and test features.
 """
 
 from __future__ import annotations
@@ -41,8 +42,12 @@ def levels(model: GenerativeModel, x: torch.Tensor, names: list[str]) -> list[to
     return out
 
 
-def fit_scales(model: GenerativeModel, x_fit: torch.Tensor, names: list[str], per_sample: bool) -> list[float]:
-    """One scale per level so each has the mean norm of the visual features of ``x_fit``."""
+def fit_scales(model: GenerativeModel, x_fit: torch.Tensor, names: list[str], per_sample: bool,
+               scaling: str = "visual_norm") -> list[float]:
+    """One scale per level so each has the mean norm of the visual features of ``x_fit``
+    (``scaling="none"``: all 1, each level keeps its own norm, or unit norm when ``per_sample``)."""
+    if scaling == "none":
+        return [1.0] * len(names)
     ref = x_fit.detach().norm(dim=1).mean()
     if per_sample:
         return [float(ref)] * len(names)

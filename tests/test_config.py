@@ -99,6 +99,7 @@ def test_valid_sha256_pin_is_accepted(real_params):
         # bad choices
         ("base.device", "tpu", "auto"),
         ("prepare.feature_scaling", "zscore", "minmax"),
+        ("classify.common.mfim_scaling", "l2", "visual_norm"),
     ],
 )
 def test_single_fault_names_its_key(real_params, key, value, also_in_message):

@@ -276,6 +276,20 @@ def test_mfim_scales_give_every_level_the_visual_mean_norm(bench, model, per_sam
     assert not np.allclose(scales, 1.0)
 
 
+def test_mfim_scaling_none_concatenates_the_levels_as_they_come(splits, model):
+    """Planted: mfim_scaling none still scaling the levels. TF-VAEGAN's classifier input: the
+    classifier's features are the levels side by side, unscaled, for every feature set."""
+    test = splits["test"]
+    seed_everything(5)
+    x, _ = generate(model, torch.as_tensor(test.att), torch.as_tensor(test.unseen), 10)
+    names = ["visual", "hidden", "semantic"]
+    feats = evaluate.mfim_features(test, model, x.numpy(), classify_cfg(mfim_levels=names, mfim_scaling="none"), CPU)
+    for got, raw in ((feats.train, test.train_x), (feats.syn, x.numpy()), (feats.test_unseen, test.test_unseen_x)):
+        assert torch.equal(got, torch.cat(mfim.levels(model, torch.as_tensor(raw), names), dim=1))
+    scaled = evaluate.mfim_features(test, model, x.numpy(), classify_cfg(mfim_levels=names), CPU)
+    assert not torch.allclose(scaled.train, feats.train)  # the default does scale them
+
+
 # --------------------------------------------------------------------------- final classifier
 
 
