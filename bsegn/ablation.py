@@ -151,6 +151,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cycle_vhs_vae_w03_enc_fb": {**W03_ENC_FB, **VHS},
     "cycle_vhs_vae_w03_enc_fb_raw": {**W03_ENC_FB, **VHS, **RAW},
     "cycle_vh_vae_w03_enc_fb_raw": {**W03_ENC_FB, "classify.{ds}.mfim_levels": ["visual", "hidden"], **RAW},
+    # and with its decoder also trained on fakes, as TF-VAEGAN's is: its whole classifier input
+    "cycle_vhs_vae_w03_enc_fb_dfake_raw": {**W03_ENC_FB, "train.{ds}.decoder_fakes": True, **VHS, **RAW},
     "cycle_vhs_vae_raw": {**CYCLE_VAE, **VHS, **RAW},
     "cycle_vhs_raw": {**OFF, "train.{ds}.cycle": True, **VHS, **RAW},
 }
