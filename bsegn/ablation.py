@@ -51,7 +51,7 @@ from .runtime import seed_everything
 OFF = {"train.{ds}.fem": False, "train.{ds}.cycle": False, "train.{ds}.vae": False,
        "train.{ds}.vae_weight": 1.0, "train.{ds}.vae_loss": "mse", "train.{ds}.encoded_noise": False,
        "train.{ds}.generator_output": "relu", "train.{ds}.gp_adaptive": False,
-       "train.{ds}.decoder_fakes": False, "train.{ds}.feedback": False,
+       "train.{ds}.decoder_fakes": False, "train.{ds}.feedback": False, "train.{ds}.cycle_loss": "mse",
        "classify.{ds}.mfim_levels": ["visual"], "classify.{ds}.mfim_per_sample": False,
        "classify.{ds}.mfim_scaling": "visual_norm"}
 DESIGN_KEYS = {tuple(k.split(".{ds}.")) for k in OFF}  # (section, key)
@@ -153,6 +153,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cycle_vh_vae_w03_enc_fb_raw": {**W03_ENC_FB, "classify.{ds}.mfim_levels": ["visual", "hidden"], **RAW},
     # and with its decoder also trained on fakes, as TF-VAEGAN's is: its whole classifier input
     "cycle_vhs_vae_w03_enc_fb_dfake_raw": {**W03_ENC_FB, "train.{ds}.decoder_fakes": True, **VHS, **RAW},
+    # TF-VAEGAN's decoder loss (its WeightedL1) for R and the cycle term, on CUB's shipped design
+    "cycle_v_vae_w03_enc_fb_wl1": {**W03_ENC_FB, "train.{ds}.cycle_loss": "weighted_l1"},
     "cycle_vhs_vae_raw": {**CYCLE_VAE, **VHS, **RAW},
     "cycle_vhs_raw": {**OFF, "train.{ds}.cycle": True, **VHS, **RAW},
 }

@@ -150,6 +150,8 @@ class TrainConfig:
     # cycle-consistency branch
     cycle: bool
     cycle_weight: float = field(metadata=_rng(lo=0.0))
+    # R's loss and the cycle term: mse (squared error) | weighted_l1 (TF-VAEGAN's WeightedL1)
+    cycle_loss: str = field(metadata=_rng(choices=("mse", "weighted_l1")))
     decoder_lr: float = field(metadata=_rng(lo=0.0))
     decoder_fakes: bool  # also train R on generated unseen features
     # TF-VAEGAN's feedback module: every fake is made twice, the second time with G's hidden

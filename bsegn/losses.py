@@ -101,6 +101,19 @@ def bce_reconstruction_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.T
     return F_.binary_cross_entropy(pred, target, reduction="none").sum(1).mean()
 
 
+def weighted_l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``mean_i sum_j |d_ij|^3 / ||d_i||`` for ``d = pred - target``: TF-VAEGAN's decoder loss
+    (``cycle_loss: weighted_l1``), an L1 whose terms are weighted by ``d_ij^2 / ||d_i||``, so the
+    largest errors of a sample dominate; (n, d_att) each."""
+    d = pred - target
+    return (d.pow(2) / d.norm(dim=1, keepdim=True).clamp_min(1e-12) * d.abs()).sum(1).mean()
+
+
+def cycle_reconstruction(name: str):
+    """The decoder's and the cycle term's loss named by ``train.cycle_loss``."""
+    return {"mse": reconstruction_loss, "weighted_l1": weighted_l1_loss}[name]
+
+
 def vae_reconstruction(name: str):
     """The VAE's reconstruction term named by ``train.vae_loss``."""
     return {"mse": reconstruction_loss, "bce": bce_reconstruction_loss}[name]

@@ -77,8 +77,8 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
         fu = s.fake(ub)
     if cfg.cycle:
         R = s.model.decoder
-        logs["g_cycle"] = 0.5 * (losses.reconstruction_loss(R(fs)[0], s.att[yb])
-                                 + losses.reconstruction_loss(R(fu)[0], s.att[ub]))
+        rec = losses.cycle_reconstruction(cfg.cycle_loss)
+        logs["g_cycle"] = 0.5 * (rec(R(fs)[0], s.att[yb]) + rec(R(fu)[0], s.att[ub]))
         loss = loss + cfg.cycle_weight * logs["g_cycle"]
     if cfg.fem:
         logs["g_fem"] = fem_loss(s, torch.cat([fs, fu]), torch.cat([yb, ub]), for_generator=True)

@@ -208,7 +208,7 @@ def decoder_step(s: TrainState) -> dict[str, torch.Tensor]:
         ub = s.unseen_batch()
         with torch.no_grad():
             xb, yb = torch.cat([xb, s.fake(ub)]), torch.cat([yb, ub])
-    loss = losses.reconstruction_loss(s.model.decoder(xb)[0], s.att[yb])
+    loss = losses.cycle_reconstruction(s.cfg.cycle_loss)(s.model.decoder(xb)[0], s.att[yb])
     _step(s.opt_r, loss)
     return {"decoder": loss}
 
@@ -275,8 +275,8 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
         fu = out[-1]
     if cfg.cycle:
         a_hat = s.model.decoder(torch.cat([fs, fu]))[0].split(B)
-        logs["g_cycle"] = 0.5 * (losses.reconstruction_loss(a_hat[0], s.att[yb])
-                                 + losses.reconstruction_loss(a_hat[1], s.att[ub]))
+        rec = losses.cycle_reconstruction(cfg.cycle_loss)
+        logs["g_cycle"] = 0.5 * (rec(a_hat[0], s.att[yb]) + rec(a_hat[1], s.att[ub]))
         loss = loss + cfg.cycle_weight * logs["g_cycle"]
     if cfg.fem:
         logs["g_fem"] = fem_loss(s, torch.cat([fs, fu]), torch.cat([yb, ub]), for_generator=True)

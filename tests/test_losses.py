@@ -139,6 +139,17 @@ def test_balance_with_only_unseen_features_in_the_batch():
     assert torch.isfinite(value) and value.item() == pytest.approx((-log_u).mean().item(), rel=1e-6)
 
 
+def test_weighted_l1_by_hand_and_the_cycle_loss_names():
+    """TF-VAEGAN's WeightedL1: per sample sum_j |d_j|^3 / ||d||, averaged over the batch; a
+    perfect reconstruction costs 0 (not NaN)."""
+    pred = torch.tensor([[3.0, 0.0], [1.0, 1.0]])
+    target = torch.tensor([[0.0, 4.0], [1.0, 1.0]])
+    by_hand = ((27 + 64) / 5 + 0.0) / 2
+    assert losses.weighted_l1_loss(pred, target).item() == pytest.approx(by_hand, rel=1e-6)
+    assert losses.cycle_reconstruction("weighted_l1") is losses.weighted_l1_loss
+    assert losses.cycle_reconstruction("mse") is losses.reconstruction_loss
+
+
 def test_bce_reconstruction_by_hand_and_the_vae_loss_names():
     """Summed over the feature dims, averaged over the batch; 0 only where a prediction is
     certain and right, so a perfect soft target still costs its entropy."""

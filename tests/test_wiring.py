@@ -168,6 +168,22 @@ def test_decoder_learns_class_semantics_of_real_features(bench, monkeypatch):
         assert ((R(xb)[0] - s.att[yb]) ** 2).sum(1).mean() < before
 
 
+def test_cycle_loss_weighted_l1_is_the_decoders_and_the_cycle_terms_loss(bench, monkeypatch):
+    """Planted: weighted_l1 reaching only one of R's step and G's cycle term."""
+    s = fresh(bench, cycle_loss="weighted_l1", vae=False)
+    xb, yb = s.x[:8], s.y[:8]
+    monkeypatch.setattr(trainer.TrainState, "batch", lambda self: (xb, yb))
+    with torch.no_grad():
+        before = losses.weighted_l1_loss(s.model.decoder(xb)[0], s.att[yb])
+    assert torch.allclose(trainer.decoder_step(s)["decoder"], before)
+    calls = []
+    original = losses.weighted_l1_loss
+    monkeypatch.setattr(losses, "weighted_l1_loss", lambda p, t: calls.append(len(p)) or original(p, t))
+    monkeypatch.setattr(losses, "reconstruction_loss", lambda p, t: pytest.fail("squared error in the cycle term"))
+    trainer.generator_step(s)
+    assert calls == [CFG.batch_size, CFG.batch_size]  # seen fakes, unseen fakes
+
+
 def test_decoder_fakes_add_generated_unseen_features(bench):
     a, b = fresh(bench, decoder_fakes=False), fresh(bench, decoder_fakes=True)
     trainer.decoder_step(a)
