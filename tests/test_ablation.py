@@ -172,6 +172,17 @@ def test_workers_take_gpus_round_robin(monkeypatch):
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
 
 
+def test_protocol_means_report_the_calibrated_h_as_honest():
+    """What `run` prints under its table for test runs: the honest H is H_cs, not the table's H."""
+    import pandas as pd
+    runs = [{"variant": "v", "dataset": "SYN_CUB", "seed": s, "split": "test", "T1": 40.0, "U": 30.0, "S": 70.0,
+             "H": 42.0 + s, "U_cs": 35.0, "S_cs": 60.0, "H_cs": 50.0 + s, "T1_test_selected": 41.0,
+             "U_test_selected": 33.0, "S_test_selected": 66.0, "H_test_selected": 44.0} for s in (3, 5)]
+    means = ablation.protocol_means(pd.DataFrame(runs))
+    assert means.loc[("SYN_CUB", "v", "honest"), "H"] == 54.0
+    assert means.loc[("SYN_CUB", "v", "test_selected"), "H"] == 44.0
+
+
 def test_protocol_rows_take_the_calibrated_honest_numbers_and_the_test_selected_ones():
     import pandas as pd
     run = {"variant": "bsegn_vhs", "dataset": "SYN_CUB", "seed": 3, "split": "test", "T1": 40.0, "U": 30.0,
