@@ -383,11 +383,11 @@ def collect_experiments(exp_show_json: list) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def protocol_means(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean T1/U/S/H per dataset, variant and protocol of the test-split runs in ``df``: what
-    ``reports/realistic.csv`` will say. The honest H is the calibrated one where the runs have
-    it, not the ``H`` column of :func:`table`."""
-    return protocol_rows(df).groupby(["dataset", "variant", "protocol"])[["T1", "U", "S", "H"]].mean().round(2)
+def protocol_means(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean T1/U/S/H per dataset, variant and protocol of :func:`protocol_rows`' ``rows``: what
+    ``reports/realistic.csv`` says. The honest H is the calibrated one where the runs have it,
+    not the ``H`` column of :func:`table`."""
+    return rows.groupby(["dataset", "variant", "protocol"])[["T1", "U", "S", "H"]].mean().round(2)
 
 
 def table(df: pd.DataFrame) -> pd.DataFrame:
@@ -445,7 +445,7 @@ def main() -> None:
         names = dict(t.split("=", 1) for t in args.rename)
         df = protocol_rows(pd.read_csv(args.csv).replace({"variant": names}))
         save_text(df.to_csv(index=False, float_format="%.2f"), args.out)
-        print(protocol_means(pd.read_csv(args.csv).replace({"variant": names})).to_string())
+        print(protocol_means(df).to_string())
         print(f"wrote {args.out}")
         return
 
@@ -478,7 +478,7 @@ def main() -> None:
     print(table(df).to_string())
     if "H_test_selected" in df and ("split" not in df or (df["split"] == "test").any()):
         print("by protocol (honest: calibrated where the runs are; as `protocols` writes them):")
-        print(protocol_means(df).to_string())
+        print(protocol_means(protocol_rows(df)).to_string())
     print(f"wrote {args.out}")
 
 

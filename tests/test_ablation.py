@@ -178,7 +178,7 @@ def test_protocol_means_report_the_calibrated_h_as_honest():
     runs = [{"variant": "v", "dataset": "SYN_CUB", "seed": s, "split": "test", "T1": 40.0, "U": 30.0, "S": 70.0,
              "H": 42.0 + s, "U_cs": 35.0, "S_cs": 60.0, "H_cs": 50.0 + s, "T1_test_selected": 41.0,
              "U_test_selected": 33.0, "S_test_selected": 66.0, "H_test_selected": 44.0} for s in (3, 5)]
-    means = ablation.protocol_means(pd.DataFrame(runs))
+    means = ablation.protocol_means(ablation.protocol_rows(pd.DataFrame(runs)))
     assert means.loc[("SYN_CUB", "v", "honest"), "H"] == 54.0
     assert means.loc[("SYN_CUB", "v", "test_selected"), "H"] == 44.0
 
