@@ -160,9 +160,14 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cycle_vhs_raw": {**OFF, "train.{ds}.cycle": True, **VHS, **RAW},
     # next screen (round 9's probe): TF-VAEGAN's SYN_CUB H still rises after 120 passes of data,
     # where BSeGN trains 56 epochs; 112 epochs did not help round 3's design (session 15), but
-    # the design shipped since generates differently (encoder noise, feedback)
+    # the design shipped since generates differently (encoder noise, feedback). And all of
+    # TF-VAEGAN's practices (round 7: 49.9 at 56 epochs) trained as long as its code: its own
+    # curve is at 48-52 after 50-60 passes, so round 7 may have judged it early
     "cycle_v_vae_w03_enc_fb_e84": {**W03_ENC_FB, "train.{ds}.epochs": 84},
     "cycle_v_vae_w03_enc_fb_e112": {**W03_ENC_FB, "train.{ds}.epochs": 112},
+    "cycle_v_vae_w03_enc_fb_e224": {**W03_ENC_FB, "train.{ds}.epochs": 224},
+    "cycle_v_vae_tfv_fb_e112": {**TFV, "train.{ds}.feedback": True, "train.{ds}.epochs": 112},
+    "cycle_v_vae_tfv_fb_e224": {**TFV, "train.{ds}.feedback": True, "train.{ds}.epochs": 224},
 }
 
 
