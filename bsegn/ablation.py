@@ -51,7 +51,8 @@ from .runtime import seed_everything
 OFF = {"train.{ds}.fem": False, "train.{ds}.cycle": False, "train.{ds}.vae": False,
        "train.{ds}.vae_weight": 1.0, "train.{ds}.vae_loss": "mse", "train.{ds}.encoded_noise": False,
        "train.{ds}.generator_output": "relu", "train.{ds}.gp_adaptive": False,
-       "train.{ds}.decoder_fakes": False, "train.{ds}.feedback": False, "train.{ds}.cycle_loss": "mse",
+       "train.{ds}.decoder_fakes": False, "train.{ds}.decoder_steps": 1, "train.{ds}.feedback": False,
+       "train.{ds}.cycle_loss": "mse",
        "classify.{ds}.mfim_levels": ["visual"], "classify.{ds}.mfim_per_sample": False,
        "classify.{ds}.mfim_scaling": "visual_norm"}
 DESIGN_KEYS = {tuple(k.split(".{ds}.")) for k in OFF}  # (section, key)
@@ -168,6 +169,10 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cycle_v_vae_w03_enc_fb_e224": {**W03_ENC_FB, "train.{ds}.epochs": 224},
     "cycle_v_vae_tfv_fb_e112": {**TFV, "train.{ds}.feedback": True, "train.{ds}.epochs": 112},
     "cycle_v_vae_tfv_fb_e224": {**TFV, "train.{ds}.feedback": True, "train.{ds}.epochs": 224},
+    # TF-VAEGAN's decoder takes a step inside every critic iteration: 5 R steps per generator
+    # step, where ours takes 1. A better-trained R changes what the cycle term and the feedback
+    # module (R's hidden layer) tell the generator
+    "cycle_v_vae_w03_enc_fb_r5": {**W03_ENC_FB, "train.{ds}.decoder_steps": 5},
 }
 
 

@@ -154,6 +154,9 @@ class TrainConfig:
     cycle_loss: str = field(metadata=_rng(choices=("mse", "weighted_l1")))
     decoder_lr: float = field(metadata=_rng(lo=0.0))
     decoder_fakes: bool  # also train R on generated unseen features
+    # R steps per iteration, each on a fresh batch: 1 (ours), or one per critic step as in
+    # TF-VAEGAN's code, whose decoder takes a step inside every critic iteration (5)
+    decoder_steps: int = field(metadata=_rng(lo=1))
     # TF-VAEGAN's feedback module: every fake is made twice, the second time with G's hidden
     # layer corrected by feedback_weight * F_b(R's hidden layer of the first fake)
     feedback: bool

@@ -104,7 +104,8 @@ def reference_train(bench: Benchmark, cfg: TrainConfig, device: torch.device,
             if cfg.gp_adaptive:
                 adapt_gp_weight(s, torch.stack(gps).mean())
                 logs["gp_weight"] = s.gp_weight
-            logs.update(decoder_step(s))
+            for _ in range(cfg.decoder_steps):
+                logs.update(decoder_step(s))
             if cfg.fem:
                 logs.update(fem_step(s))
             logs.update(generator_step(s))

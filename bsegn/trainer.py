@@ -3,7 +3,8 @@
 One iteration (docs/METHOD.md, "Training schedule"):
 
 1. ``critic_iters`` critic steps on real seen vs generated seen features (WGAN-GP);
-2. one step of the semantic decoder R on real seen features (the cycle branch);
+2. ``decoder_steps`` steps (1 unless set) of the semantic decoder R on real seen features
+   (the cycle branch), each on a fresh batch;
 3. if ``fem``: one FEM step on real seen + freshly generated *unseen* features, with the
    bidirectional contrastive and balance losses; the fakes are detached, so G is not moved;
 4. one generator step: adversarial loss (+ VAE, classification, cycle and FEM losses);
@@ -296,8 +297,8 @@ def _step_generator(s: TrainState, loss: torch.Tensor) -> None:
 
 
 def iteration(s: TrainState) -> dict[str, torch.Tensor]:
-    """One training iteration: critic steps, decoder, FEM, generator. Returns its losses
-    (the last critic step's Wasserstein estimate), as 0-d device tensors; with
+    """One training iteration: critic steps, decoder steps, FEM, generator. Returns its losses
+    (the last critic and decoder steps'), as 0-d device tensors; with
     ``gp_adaptive`` also the penalty weight after this iteration's adaptation."""
     logs, gps = {}, []
     for _ in range(s.cfg.critic_iters):
@@ -307,7 +308,8 @@ def iteration(s: TrainState) -> dict[str, torch.Tensor]:
     if s.cfg.gp_adaptive:
         adapt_gp_weight(s, torch.stack(gps).mean())
         logs["gp_weight"] = s.gp_weight
-    logs.update(decoder_step(s))
+    for _ in range(s.cfg.decoder_steps):  # the last step's loss is logged, like the critic's
+        logs.update(decoder_step(s))
     if s.cfg.fem:
         logs.update(fem_step(s))
     logs.update(generator_step(s))

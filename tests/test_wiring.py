@@ -184,6 +184,21 @@ def test_cycle_loss_weighted_l1_is_the_decoders_and_the_cycle_terms_loss(bench, 
     assert calls == [CFG.batch_size, CFG.batch_size]  # seen fakes, unseen fakes
 
 
+def test_an_iteration_takes_decoder_steps_decoder_steps(bench, monkeypatch):
+    """Planted: the R step taken once whatever decoder_steps says. Each R step draws a fresh
+    batch and steps R alone; the critic and generator still take their usual steps."""
+    for n in (1, 3):
+        s = fresh(bench, decoder_steps=n)
+        counts = {"decoder": 0, "critic": 0, "generator": 0}
+        for name in counts:
+            original = getattr(trainer, f"{name}_step")
+            monkeypatch.setattr(trainer, f"{name}_step",
+                                lambda st, _o=original, _n=name: counts.__setitem__(_n, counts[_n] + 1) or _o(st))
+        trainer.iteration(s)
+        monkeypatch.undo()
+        assert counts == {"decoder": n, "critic": CFG.critic_iters, "generator": 1}
+
+
 def test_decoder_fakes_add_generated_unseen_features(bench):
     a, b = fresh(bench, decoder_fakes=False), fresh(bench, decoder_fakes=True)
     trainer.decoder_step(a)
