@@ -52,7 +52,7 @@ OFF = {"train.{ds}.fem": False, "train.{ds}.cycle": False, "train.{ds}.vae": Fal
        "train.{ds}.vae_weight": 1.0, "train.{ds}.vae_loss": "mse", "train.{ds}.encoded_noise": False,
        "train.{ds}.generator_output": "relu", "train.{ds}.gp_adaptive": False,
        "train.{ds}.decoder_fakes": False, "train.{ds}.decoder_steps": 1, "train.{ds}.feedback": False,
-       "train.{ds}.cycle_loss": "mse",
+       "train.{ds}.cycle_loss": "mse", "train.{ds}.decoder_output": "linear",
        "classify.{ds}.mfim_levels": ["visual"], "classify.{ds}.mfim_per_sample": False,
        "classify.{ds}.mfim_scaling": "visual_norm"}
 DESIGN_KEYS = {tuple(k.split(".{ds}.")) for k in OFF}  # (section, key)
@@ -173,6 +173,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     # step, where ours takes 1. A better-trained R changes what the cycle term and the feedback
     # module (R's hidden layer) tell the generator
     "cycle_v_vae_w03_enc_fb_r5": {**W03_ENC_FB, "train.{ds}.decoder_steps": 5},
+    # and its decoder's output, scaled to unit norm like the class vectors (its AttDec), alone
+    # and with its pace: R's whole training as TF-VAEGAN's code has it, but for the fakes
+    "cycle_v_vae_w03_enc_fb_dn": {**W03_ENC_FB, "train.{ds}.decoder_output": "l2norm"},
+    "cycle_v_vae_w03_enc_fb_r5_dn": {**W03_ENC_FB, "train.{ds}.decoder_steps": 5,
+                                     "train.{ds}.decoder_output": "l2norm"},
 }
 
 

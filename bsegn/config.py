@@ -153,6 +153,9 @@ class TrainConfig:
     # R's loss and the cycle term: mse (squared error) | weighted_l1 (TF-VAEGAN's WeightedL1)
     cycle_loss: str = field(metadata=_rng(choices=("mse", "weighted_l1")))
     decoder_lr: float = field(metadata=_rng(lo=0.0))
+    # R's output: linear, or l2norm (TF-VAEGAN's AttDec: each reconstruction scaled to unit
+    # norm, to match the L2-normalised class vectors of prepare.normalize_attributes)
+    decoder_output: str = field(metadata=_rng(choices=("linear", "l2norm")))
     decoder_fakes: bool  # also train R on generated unseen features
     # R steps per iteration, each on a fresh batch: 1 (ours), or one per critic step as in
     # TF-VAEGAN's code, whose decoder takes a step inside every critic iteration (5)

@@ -76,7 +76,7 @@ class GenerativeModel:
 def build_model(cfg: TrainConfig, d_noise: int, d_att: int, d_feat: int) -> GenerativeModel:
     fem = FEM(d_feat, d_att, cfg.fem_hidden) if cfg.fem else None
     G = Generator(d_noise, d_att, cfg.hidden, d_feat, cfg.generator_output)
-    R = SemanticDecoder(d_feat, d_att, cfg.hidden)
+    R = SemanticDecoder(d_feat, d_att, cfg.hidden, cfg.decoder_output)
     feedback = Feedback(cfg.hidden) if cfg.feedback else None  # built last: G and R start as without it
     return GenerativeModel(cfg, G, R, fem, feedback)
 

@@ -71,17 +71,22 @@ class Encoder(nn.Module):
 
 
 class SemanticDecoder(nn.Module):
-    """R: x -> a. Returns the reconstruction and its hidden activations (an mFIM level)."""
+    """R: x -> a. Returns the reconstruction and its hidden activations (an mFIM level).
+    ``output`` "l2norm" scales each reconstruction to unit norm (TF-VAEGAN's AttDec)."""
 
-    def __init__(self, d_feat: int, d_att: int, d_hidden: int):
+    def __init__(self, d_feat: int, d_att: int, d_hidden: int, output: str = "linear"):
         super().__init__()
+        if output not in ("linear", "l2norm"):
+            raise ValueError(f"SemanticDecoder output: expected 'linear' or 'l2norm', got {output!r}")
+        self.normalize = output == "l2norm"
         self.hidden = nn.Sequential(nn.Linear(d_feat, d_hidden), nn.LeakyReLU(0.2))
         self.out = nn.Linear(d_hidden, d_att)
         _init(self)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.hidden(x)  # (n, d_hidden)
-        return self.out(h), h  # (n, d_att), (n, d_hidden)
+        a_hat = self.out(h)  # (n, d_att)
+        return (F_.normalize(a_hat, dim=1) if self.normalize else a_hat), h
 
 
 class Feedback(nn.Module):

@@ -51,9 +51,10 @@ def weights(model):
                                  dataclasses.replace(FULL, generator_output="sigmoid", vae_loss="bce"),
                                  dataclasses.replace(FULL, feedback=True, feedback_lr=1e-3),
                                  dataclasses.replace(FULL, cycle_loss="weighted_l1"),
-                                 dataclasses.replace(FULL, decoder_steps=3)],
+                                 dataclasses.replace(FULL, decoder_steps=3),
+                                 dataclasses.replace(FULL, decoder_output="l2norm", feedback=True, feedback_lr=1e-3)],
                          ids=["bsegn", "baseline", "encoded_noise", "gp_adaptive", "sigmoid_bce", "feedback",
-                              "weighted_l1", "decoder_steps"])
+                              "weighted_l1", "decoder_steps", "decoder_l2norm"])
 def test_fast_path_gives_the_reference_losses_on_cpu(bench, cfg):
     seed_everything(0)
     fast_model, fast = trainer.train(bench, cfg, CPU)
@@ -96,7 +97,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 @cuda
 @pytest.mark.parametrize("changes", [{}, {"encoded_noise": True, "gp_adaptive": True, "generator_output": "sigmoid",
                                       "vae_loss": "bce", "feedback": True, "cycle_loss": "weighted_l1",
-                                      "decoder_steps": 2}],
+                                      "decoder_steps": 2, "decoder_output": "l2norm"}],
                          ids=["bsegn", "tfvaegan_practices"])
 def test_cuda_graphs_give_the_eager_losses(bench, changes):
     cfg = dataclasses.replace(FULL, epochs=4, **changes)

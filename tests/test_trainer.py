@@ -94,8 +94,9 @@ def test_same_seed_on_cpu_gives_identical_results(bench):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("changes", [{}, {"generator_output": "sigmoid"}, {"feedback": True, "feedback_lr": 1e-3}],
-                         ids=["relu", "sigmoid", "feedback"])
+@pytest.mark.parametrize("changes", [{}, {"generator_output": "sigmoid"}, {"feedback": True, "feedback_lr": 1e-3},
+                                     {"decoder_output": "l2norm"}],
+                         ids=["relu", "sigmoid", "feedback", "decoder_l2norm"])
 def test_save_and_load_round_trip(bench, tmp_path, changes):
     """The loaded model is the saved one, its generator's output layer and feedback module
     included (the generated features are the same)."""
@@ -113,6 +114,10 @@ def test_save_and_load_round_trip(bench, tmp_path, changes):
     assert torch.equal(x_fake, generate(model, torch.as_tensor(bench.att), torch.as_tensor(bench.unseen), 8)[0])
     if changes.get("generator_output") == "sigmoid":  # a ReLU output is unbounded above and often exactly 0
         assert 0 < x_fake.min() and x_fake.max() < 1
+    # R's reconstructions: unit norm with l2norm (a linear R's are not, after an epoch)
+    norms = loaded.decoder(x)[0].norm(dim=1)
+    unit = torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+    assert unit == (changes.get("decoder_output") == "l2norm")
 
 
 def test_saved_model_bytes_do_not_depend_on_the_file_name(bench, tmp_path):
