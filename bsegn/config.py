@@ -414,3 +414,6 @@ def validate_all(params: dict) -> None:
         if cfg["train"].vae_loss == "bce" and prep.feature_scaling != "minmax":
             raise ConfigError(f"train.{name}.vae_loss is 'bce' but prepare.feature_scaling is not 'minmax': "
                               "the binary cross-entropy needs training features in [0, 1]")
+        if cfg["train"].decoder_output == "l2norm" and not prep.normalize_attributes:
+            raise ConfigError(f"train.{name}.decoder_output is 'l2norm' but prepare.normalize_attributes is false: "
+                              "a unit-norm reconstruction cannot match class vectors of other norms")

@@ -223,6 +223,15 @@ def test_bce_vae_loss_needs_a_sigmoid_generator_and_min_max_features():
         validate_all(params)
 
 
+def test_unit_norm_decoder_output_needs_normalised_class_vectors():
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    params["train"]["SYN"] = {**params["train"].get("SYN", {}), "decoder_output": "l2norm"}
+    validate_all(params)
+    params["prepare"]["normalize_attributes"] = False
+    with pytest.raises(ConfigError, match=r"train.SYN.decoder_output is 'l2norm' but prepare.normalize_attributes is false"):
+        validate_all(params)
+
+
 def _leaf_keys(params: dict) -> list[str]:
     """Every key of params.yaml that a config dataclass field reads, as a dotted path."""
     keys = [f"base.{k}" for k in params["base"]] + [f"prepare.{k}" for k in params["prepare"]]

@@ -185,8 +185,8 @@ def test_cycle_loss_weighted_l1_is_the_decoders_and_the_cycle_terms_loss(bench, 
 
 
 def test_an_iteration_takes_decoder_steps_decoder_steps(bench, monkeypatch):
-    """Planted: the R step taken once whatever decoder_steps says. Each R step draws a fresh
-    batch and steps R alone; the critic and generator still take their usual steps."""
+    """Planted: the R step taken once whatever decoder_steps says; the critic and generator
+    still take their usual steps."""
     for n in (1, 3):
         s = fresh(bench, decoder_steps=n)
         counts = {"decoder": 0, "critic": 0, "generator": 0}
