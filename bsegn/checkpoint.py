@@ -4,7 +4,8 @@ Every ``train.checkpoint_every`` epochs the whole training state (networks, opti
 run's random stream, the gradient-penalty weight, the per-epoch history) is written
 atomically to ``.cache/checkpoints/``, outside the DVC outputs; the stage deletes it once its
 outputs are written. A restarted run with the same params and data picks it up and, on the
-CPU, ends exactly as an uninterrupted run would. A checkpoint from other params or data is ignored (and overwritten).
+CPU, ends exactly as an uninterrupted run would. A checkpoint from other params or data is
+ignored (and overwritten).
 """
 
 from __future__ import annotations

@@ -76,9 +76,7 @@ class SemanticDecoder(nn.Module):
 
     def __init__(self, d_feat: int, d_att: int, d_hidden: int, output: str = "linear"):
         super().__init__()
-        if output not in ("linear", "l2norm"):
-            raise ValueError(f"SemanticDecoder output: expected 'linear' or 'l2norm', got {output!r}")
-        self.normalize = output == "l2norm"
+        self.normalize = {"linear": False, "l2norm": True}[output]  # as Generator reads its output
         self.hidden = nn.Sequential(nn.Linear(d_feat, d_hidden), nn.LeakyReLU(0.2))
         self.out = nn.Linear(d_hidden, d_att)
         _init(self)
