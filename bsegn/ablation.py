@@ -179,6 +179,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cycle_v_vae_w03_enc_fb_dn": {**W03_ENC_FB, "train.{ds}.decoder_output": "l2norm"},
     "cycle_v_vae_w03_enc_fb_r5_dn": {**W03_ENC_FB, "train.{ds}.decoder_steps": 5,
                                      "train.{ds}.decoder_output": "l2norm"},
+    # does CUB's decoder training carry over? On the designs SUN (unscaled) and FLO ship
+    "cycle_vhs_vae_raw_r5_dn": {**CYCLE_VAE, **VHS, **RAW, "train.{ds}.decoder_steps": 5,
+                                "train.{ds}.decoder_output": "l2norm"},
+    "cycle_vhs_r5_dn": {**OFF, "train.{ds}.cycle": True, **VHS, "train.{ds}.decoder_steps": 5,
+                        "train.{ds}.decoder_output": "l2norm"},
 }
 
 
