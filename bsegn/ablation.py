@@ -179,11 +179,17 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cycle_v_vae_w03_enc_fb_dn": {**W03_ENC_FB, "train.{ds}.decoder_output": "l2norm"},
     "cycle_v_vae_w03_enc_fb_r5_dn": {**W03_ENC_FB, "train.{ds}.decoder_steps": 5,
                                      "train.{ds}.decoder_output": "l2norm"},
-    # does CUB's decoder training carry over? On the designs SUN (unscaled) and FLO ship
+    # does CUB's decoder training carry over? On the designs SUN (unscaled), FLO and AWA2 ship
     "cycle_vhs_vae_raw_r5_dn": {**CYCLE_VAE, **VHS, **RAW, "train.{ds}.decoder_steps": 5,
                                 "train.{ds}.decoder_output": "l2norm"},
     "cycle_vhs_r5_dn": {**OFF, "train.{ds}.cycle": True, **VHS, "train.{ds}.decoder_steps": 5,
                         "train.{ds}.decoder_output": "l2norm"},
+    "cycle_vhs_vae_r5_dn": {**CYCLE_VAE, **VHS, "train.{ds}.decoder_steps": 5,
+                            "train.{ds}.decoder_output": "l2norm"},  # AWA2's
+    # round 10's two CUB leaders together: all of TF-VAEGAN's practices at 224 epochs, with its
+    # decoder training
+    "cycle_v_vae_tfv_fb_r5_dn_e224": {**TFV, "train.{ds}.feedback": True, "train.{ds}.epochs": 224,
+                                      "train.{ds}.decoder_steps": 5, "train.{ds}.decoder_output": "l2norm"},
 }
 
 
