@@ -147,6 +147,12 @@ class TrainConfig:
     # the VAE's reconstruction term: mse (squared error) or bce (TF-VAEGAN's binary cross-entropy,
     # summed over dims; needs generator_output sigmoid)
     vae_loss: str = field(metadata=_rng(choices=("mse", "bce")))
+    # E's layers before its mean and log-variance heads: 1 (d_hidden), or 2 as TF-VAEGAN's
+    # encoder (d_hidden, then 2 * d_noise)
+    encoder_layers: int = field(metadata=_rng(choices=(1, 2)))
+    # E's Adam: shared (one optimiser with G, so G's beta1) or own (its own Adam with PyTorch's
+    # default beta1 0.9 and G's learning rate, as TF-VAEGAN's code builds it)
+    encoder_optimizer: str = field(metadata=_rng(choices=("shared", "own")))
     # cycle-consistency branch
     cycle: bool
     cycle_weight: float = field(metadata=_rng(lo=0.0))

@@ -58,11 +58,18 @@ class Critic(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, d_feat: int, d_att: int, d_hidden: int, d_noise: int):
+    """E: (x, a) -> the mean and log-variance of z. ``layers`` 2 adds TF-VAEGAN's second
+    layer (d_hidden -> 2 * d_noise) before the heads."""
+
+    def __init__(self, d_feat: int, d_att: int, d_hidden: int, d_noise: int, layers: int = 1):
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(d_feat + d_att, d_hidden), nn.LeakyReLU(0.2))
-        self.mu = nn.Linear(d_hidden, d_noise)
-        self.logvar = nn.Linear(d_hidden, d_noise)
+        body = [nn.Linear(d_feat + d_att, d_hidden), nn.LeakyReLU(0.2)]
+        d_body = {1: d_hidden, 2: 2 * d_noise}[layers]  # a table, as Generator reads its output
+        if layers == 2:
+            body += [nn.Linear(d_hidden, d_body), nn.LeakyReLU(0.2)]
+        self.body = nn.Sequential(*body)
+        self.mu = nn.Linear(d_body, d_noise)
+        self.logvar = nn.Linear(d_body, d_noise)
         _init(self)
 
     def forward(self, x: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

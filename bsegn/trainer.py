@@ -40,8 +40,10 @@ from .runtime import seed_everything
 
 
 def _adam(params, lr: float, beta1: float, fast: bool = True) -> torch.optim.Adam:
+    """Adam over ``params`` (tensors, or param groups that may set their own betas)."""
     params = list(params)
-    fast = fast and params[0].is_cuda  # pragma: no mutate (CUDA only)
+    first = params[0]["params"][0] if isinstance(params[0], dict) else params[0]
+    fast = fast and first.is_cuda  # pragma: no mutate (CUDA only)
     # CUDA: one fused kernel per step, its state on the device so the step can be graph-captured;
     # CPU (and the reference loop): PyTorch's default Adam, which keeps CPU runs as they were
     return torch.optim.Adam(params, lr=lr, betas=(beta1, 0.999),
@@ -140,8 +142,11 @@ def setup(bench: Benchmark, cfg: TrainConfig, device: torch.device, fast: bool =
     for net in model.networks():
         net.to(device)
     D = Critic(bench.d_feat, bench.d_att, cfg.hidden).to(device)
-    E = Encoder(bench.d_feat, bench.d_att, cfg.hidden, d_noise).to(device) if cfg.vae else None
-    g_params = list(model.generator.parameters()) + (list(E.parameters()) if E else [])
+    E = Encoder(bench.d_feat, bench.d_att, cfg.hidden, d_noise, cfg.encoder_layers).to(device) if cfg.vae else None
+    g_params = [{"params": list(model.generator.parameters())}]
+    if E is not None:  # own: TF-VAEGAN's separate Adam for E, PyTorch's default beta1; same step
+        betas = (0.9, 0.999) if cfg.encoder_optimizer == "own" else (cfg.beta1, 0.999)
+        g_params.append({"params": list(E.parameters()), "betas": betas})
     gen = torch.Generator(device).manual_seed(int(torch.randint(2 ** 62, ())))
     clf = pretrain_seen_classifier(x, seen_index[y], len(seen), cfg, gen) if cfg.cls_weight > 0 else None
     return TrainState(

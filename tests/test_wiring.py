@@ -234,6 +234,34 @@ def test_encoded_noise_puts_the_adversarial_term_on_the_vae_reconstructions(benc
     assert torch.allclose(logs["g_adv"], expected, atol=1e-6)
 
 
+def test_encoder_layers_2_is_tf_vaegans_encoder(bench):
+    """Planted: the key ignored when E is built. Two layers: d_hidden, then 2 x d_noise
+    before the heads; one layer: the heads read the d_hidden layer."""
+    d_noise = bench.d_att  # noise_dim 0
+    for layers, widths in ((1, [CFG.hidden]), (2, [CFG.hidden, 2 * d_noise])):
+        E = fresh(bench, encoder_layers=layers).E
+        linears = [m for m in E.body if isinstance(m, torch.nn.Linear)]
+        assert [m.out_features for m in linears] == widths
+        assert E.mu.in_features == E.logvar.in_features == widths[-1]
+        mu, logvar = E(torch.as_tensor(bench.train_x[:4]), torch.as_tensor(bench.att[bench.train_y[:4]]))
+        assert mu.shape == logvar.shape == (4, d_noise)
+
+
+def test_encoder_optimizer_own_gives_e_tf_vaegans_beta1_and_g_keeps_its_own(bench):
+    """Planted: E's group left at G's beta1. E still steps with G (same loss, same step), so
+    G's update does not change, E's does."""
+    shared, own = fresh(bench), fresh(bench, encoder_optimizer="own")
+    assert [g["betas"][0] for g in shared.opt_g.param_groups] == [CFG.beta1, CFG.beta1]
+    assert [g["betas"][0] for g in own.opt_g.param_groups] == [CFG.beta1, 0.9]
+    e_before = params_of(shared.E)
+    for s in (shared, own):
+        for _ in range(2):  # Adam's first step is the same whatever beta1 (bias correction)
+            trainer.generator_step(s)
+    assert same(params_of(shared.model.generator), params_of(own.model.generator))
+    assert not same(params_of(shared.E), params_of(own.E))
+    assert not same(params_of(own.E), e_before)
+
+
 def test_gp_adaptive_moves_the_penalty_weight_by_tf_vaegans_rule(bench):
     """x1.1 above a mean penalty of 1.05, /1.1 below 1.001, unchanged between; only with
     gp_adaptive does an iteration move it, and the loss log then reports it."""
