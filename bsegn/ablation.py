@@ -54,6 +54,7 @@ OFF = {"train.{ds}.fem": False, "train.{ds}.cycle": False, "train.{ds}.vae": Fal
        "train.{ds}.decoder_fakes": False, "train.{ds}.decoder_steps": 1, "train.{ds}.feedback": False,
        "train.{ds}.cycle_loss": "mse", "train.{ds}.decoder_output": "linear",
        "train.{ds}.encoder_layers": 1, "train.{ds}.encoder_optimizer": "shared",
+       "train.{ds}.decoder_cycle_step": False,
        "classify.{ds}.mfim_levels": ["visual"], "classify.{ds}.mfim_per_sample": False,
        "classify.{ds}.mfim_scaling": "visual_norm"}
 DESIGN_KEYS = {tuple(k.split(".{ds}.")) for k in OFF}  # (section, key)
@@ -186,6 +187,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cycle_v_vae_w03_enc_fb_r5_dn_eopt": {**R5_DN, "train.{ds}.encoder_optimizer": "own"},
     "cycle_v_vae_w03_enc_fb_r5_dn_el2_eopt": {**R5_DN, "train.{ds}.encoder_layers": 2,
                                               "train.{ds}.encoder_optimizer": "own"},
+    # and the last difference in R's training: TF-VAEGAN's R also steps with G on the fakes'
+    # reconstruction (CUB, SUN, FLO; frozen on AWA)
+    "cycle_v_vae_w03_enc_fb_r5_dn_dcs": {**R5_DN, "train.{ds}.decoder_cycle_step": True},
     # does CUB's decoder training carry over? On the designs SUN (unscaled), FLO and AWA2 ship
     "cycle_vhs_vae_raw_r5_dn": {**CYCLE_VAE, **VHS, **RAW, "train.{ds}.decoder_steps": 5,
                                 "train.{ds}.decoder_output": "l2norm"},

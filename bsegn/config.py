@@ -166,6 +166,9 @@ class TrainConfig:
     # R steps per iteration, each on a fresh batch: 1 (ours), or one per critic step as in
     # TF-VAEGAN's code, whose decoder takes a step inside every critic iteration (5)
     decoder_steps: int = field(metadata=_rng(lo=1))
+    # R also takes a step on G's cycle term, with G's step (the fakes' reconstructions): as in
+    # TF-VAEGAN's code, whose decoder is stepped with G unless --freeze_dec (set for AWA only)
+    decoder_cycle_step: bool
     # TF-VAEGAN's feedback module: every fake is made twice, the second time with G's hidden
     # layer corrected by feedback_weight * F_b(R's hidden layer of the first fake)
     feedback: bool
@@ -394,6 +397,9 @@ def stage_config(params: dict, section: str, dataset: str):
     cfg = _build(cls, merged, where)
     if section == "train" and cfg.encoded_noise and not cfg.vae:
         raise ConfigError(f"{where}.encoded_noise: needs the encoder (vae: true), which makes the noise")
+    if section == "train" and cfg.decoder_cycle_step and not cfg.cycle:
+        raise ConfigError(f"{where}.decoder_cycle_step: needs the cycle term (cycle: true), "
+                          "whose gradient it steps R with")
     if section == "train" and cfg.vae_loss == "bce" and cfg.generator_output != "sigmoid":
         raise ConfigError(f"{where}.vae_loss: 'bce' needs generator_output: sigmoid "
                           f"(got {cfg.generator_output!r}, whose outputs are not in [0, 1])")

@@ -292,13 +292,15 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
 
 
 def _step_generator(s: TrainState, loss: torch.Tensor) -> None:
-    """G (and E) take ``loss``'s step; the feedback module, when there is one, its own."""
-    if s.opt_fb is None:
-        _step(s.opt_g, loss)
-        return
-    s.opt_fb.zero_grad(set_to_none=True)
+    """G (and E) take ``loss``'s step; the feedback module, when there is one, its own; with
+    ``decoder_cycle_step`` R too, on the gradient the cycle term sends it."""
+    # their gradients must hold this loss's alone (R's still holds its last decoder step's)
+    others = [opt for opt in (s.opt_fb, s.opt_r if s.cfg.decoder_cycle_step else None) if opt is not None]
+    for opt in others:
+        opt.zero_grad(set_to_none=True)
     _step(s.opt_g, loss)
-    s.opt_fb.step()
+    for opt in others:
+        opt.step()
 
 
 def iteration(s: TrainState) -> dict[str, torch.Tensor]:

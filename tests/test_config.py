@@ -211,6 +211,15 @@ def test_encoded_noise_without_the_encoder_is_refused_by_key():
         stage_config(params, "train", "SYN")
 
 
+def test_decoder_cycle_step_without_the_cycle_term_is_refused_by_key():
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    params["train"]["SYN"] = {**params["train"].get("SYN", {}), "cycle": False, "decoder_cycle_step": True}
+    with pytest.raises(ConfigError, match=r"train.SYN.decoder_cycle_step: needs the cycle term \(cycle: true\)"):
+        stage_config(params, "train", "SYN")
+    params["train"]["SYN"]["cycle"] = True
+    assert stage_config(params, "train", "SYN").decoder_cycle_step
+
+
 def test_bce_vae_loss_needs_a_sigmoid_generator_and_min_max_features():
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     params["train"]["SYN"] = {**params["train"].get("SYN", {}), "vae": True, "vae_loss": "bce"}

@@ -53,9 +53,11 @@ def weights(model):
                                  dataclasses.replace(FULL, cycle_loss="weighted_l1"),
                                  dataclasses.replace(FULL, decoder_steps=3),
                                  dataclasses.replace(FULL, decoder_output="l2norm", feedback=True, feedback_lr=1e-3),
-                                 dataclasses.replace(FULL, encoder_layers=2, encoder_optimizer="own")],
+                                 dataclasses.replace(FULL, encoder_layers=2, encoder_optimizer="own"),
+                                 dataclasses.replace(FULL, decoder_cycle_step=True, feedback=True, feedback_lr=1e-3)],
                          ids=["bsegn", "baseline", "encoded_noise", "gp_adaptive", "sigmoid_bce", "feedback",
-                              "weighted_l1", "decoder_steps", "decoder_l2norm", "tfvaegan_encoder"])
+                              "weighted_l1", "decoder_steps", "decoder_l2norm", "tfvaegan_encoder",
+                              "decoder_cycle_step"])
 def test_fast_path_gives_the_reference_losses_on_cpu(bench, cfg):
     seed_everything(0)
     fast_model, fast = trainer.train(bench, cfg, CPU)
@@ -99,7 +101,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 @pytest.mark.parametrize("changes", [{}, {"encoded_noise": True, "gp_adaptive": True, "generator_output": "sigmoid",
                                       "vae_loss": "bce", "feedback": True, "cycle_loss": "weighted_l1",
                                       "decoder_steps": 2, "decoder_output": "l2norm", "encoder_layers": 2,
-                                      "encoder_optimizer": "own"}],
+                                      "encoder_optimizer": "own", "decoder_cycle_step": True}],
                          ids=["bsegn", "tfvaegan_practices"])
 def test_cuda_graphs_give_the_eager_losses(bench, changes):
     cfg = dataclasses.replace(FULL, epochs=4, **changes)

@@ -262,6 +262,27 @@ def test_encoder_optimizer_own_gives_e_tf_vaegans_beta1_and_g_keeps_its_own(benc
     assert not same(params_of(own.E), e_before)
 
 
+def test_decoder_cycle_step_steps_r_on_the_cycle_terms_gradient_alone(bench):
+    """Without it the generator step leaves R as it is; with it R steps, on the gradient of
+    this step's loss only. Planted: R not stepped; R's gradient of its last decoder step left
+    in (the step then differs from one taken with R's gradient cleared first)."""
+    off = fresh(bench)
+    trainer.decoder_step(off)
+    r_before = params_of(off.model.decoder)
+    trainer.generator_step(off)
+    assert same(params_of(off.model.decoder), r_before)
+    on, cleared = fresh(bench, decoder_cycle_step=True), fresh(bench, decoder_cycle_step=True)
+    for s in (on, cleared):
+        trainer.decoder_step(s)  # leaves R's gradient set
+    cleared.opt_r.zero_grad(set_to_none=True)
+    r_before = params_of(on.model.decoder)
+    trainer.generator_step(on)
+    trainer.generator_step(cleared)
+    assert not same(params_of(on.model.decoder), r_before)
+    assert same(params_of(on.model.decoder), params_of(cleared.model.decoder))
+    assert same(params_of(on.model.generator), params_of(cleared.model.generator))
+
+
 def test_gp_adaptive_moves_the_penalty_weight_by_tf_vaegans_rule(bench):
     """x1.1 above a mean penalty of 1.05, /1.1 below 1.001, unchanged between; only with
     gp_adaptive does an iteration move it, and the loss log then reports it."""
