@@ -64,7 +64,7 @@ class Encoder(nn.Module):
     def __init__(self, d_feat: int, d_att: int, d_hidden: int, d_noise: int, layers: int = 1):
         super().__init__()
         body = [nn.Linear(d_feat + d_att, d_hidden), nn.LeakyReLU(0.2)]
-        d_body = {1: d_hidden, 2: 2 * d_noise}[layers]  # a table, as Generator reads its output
+        d_body = {1: d_hidden, 2: 2 * d_noise}[layers]  # the heads read this width; config allows 1 or 2
         if layers == 2:
             body += [nn.Linear(d_hidden, d_body), nn.LeakyReLU(0.2)]
         self.body = nn.Sequential(*body)
