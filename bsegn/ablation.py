@@ -197,6 +197,9 @@ VARIANTS: dict[str, dict[str, object]] = {
                         "train.{ds}.decoder_output": "l2norm"},
     "cycle_vhs_vae_r5_dn": {**CYCLE_VAE, **VHS, "train.{ds}.decoder_steps": 5,
                             "train.{ds}.decoder_output": "l2norm"},  # AWA2's
+    # FLO's VAE collapse (U = 0, round 3): its first suspect, FLO's seen-class loss weight (0.1,
+    # ten times every other dataset's), at the others' 0.01
+    "cycle_vhs_vae_cls001": {**CYCLE_VAE, **VHS, "train.{ds}.cls_weight": 0.01},
     # round 10's two CUB leaders together: all of TF-VAEGAN's practices at 224 epochs, with its
     # decoder training
     "cycle_v_vae_tfv_fb_r5_dn_e224": {**TFV, "train.{ds}.feedback": True, "train.{ds}.epochs": 224,
