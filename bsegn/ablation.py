@@ -17,7 +17,9 @@ Each variant is a set of ``-S`` overrides on params.yaml. Two ways to run the gr
   design choices are made; ``--gpus N`` spreads the workers over N GPUs; ``--set KEY=VALUE``
   applies one more override to every variant (``--set 'classify.{ds}.select_epochs="val"'``).
   ``choose SCREEN.csv`` applies the design rule to such a screen; ``protocols RUNS.csv``
-  writes the honest and test-selected rows of test runs (``reports/realistic.csv``).
+  writes the honest and test-selected rows of test runs (``reports/realistic.csv``);
+  ``record RUNS.csv --to reports/realistic_runs.csv`` appends runs to a record, refusing a run
+  it already holds.
 
 Both write ``reports/ablation.csv``: one row per variant x dataset x seed, plus the
 mean over seeds printed as a table.
@@ -33,6 +35,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from io import StringIO
 from pathlib import Path
 
 import pandas as pd
@@ -363,6 +366,34 @@ def protocol_rows(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PROTOCOL_COLUMNS)
 
 
+RUN_KEY = ["variant", "dataset", "seed", "split"]  # one run of `run`: a row of its CSV
+
+
+def record_text(record: str | None, new: pd.DataFrame, source: str) -> str:
+    """The record CSV's text (``record``; None: none yet) with ``new``'s rows appended
+    (``reports/realistic_runs.csv``, ``reports/realistic_screen.csv``). The recorded rows keep
+    their bytes; ``new`` must have the record's columns in its order and no run
+    (variant, dataset, seed, split) the record or ``new`` already has: a run measured twice
+    would weigh twice in every mean taken over the record. ``source`` names ``new`` in errors."""
+    text = new.to_csv(index=False, float_format="%.4f")
+    if record is None:
+        old = pd.DataFrame(columns=new.columns)
+    else:
+        old = pd.read_csv(StringIO(record))
+        if list(new.columns) != list(old.columns):
+            raise ValueError(f"{source}: columns {list(new.columns)} differ from the record's {list(old.columns)}")
+        text = text.split("\n", 1)[1]  # the record has the header
+    missing = [k for k in RUN_KEY if k not in new.columns]
+    if missing:
+        raise ValueError(f"{source}: no column(s) {missing}; expected the CSV of `run`")
+    keys = pd.concat([old[RUN_KEY], new[RUN_KEY]]).astype(str)
+    twice = keys[keys.duplicated()]
+    if len(twice):
+        raise ValueError(f"{source}: run(s) already in the record (or twice in it): {twice.head(3).to_dict('records')}")
+    head = "" if record is None else record if record.endswith("\n") else record + "\n"
+    return head + text
+
+
 def choose(screen: pd.DataFrame, exclude: list[str] | None = None) -> tuple[dict[str, str], pd.DataFrame]:
     """The design rule of a validation screen (``run --split val``): per dataset, the variant
     with the best mean validation H, calibrated (``H_cs``) where the rows have it. Returns
@@ -470,6 +501,9 @@ def main() -> None:
     p.add_argument("csv", help="the CSV of `run` (test split)")
     p.add_argument("--rename", nargs="*", default=[], metavar="OLD=NEW", help="variant names to report under")
     p.add_argument("--out", default="reports/realistic.csv")
+    rc = sub.add_parser("record", help="append runs' CSVs to a record (reports/realistic_runs.csv ...)")
+    rc.add_argument("csv", nargs="+", help="CSVs of `run`, appended in this order")
+    rc.add_argument("--to", required=True, help="the record; created with the first CSV's header if absent")
     ch = sub.add_parser("choose", help="a validation screen's CSV -> the best variant per dataset")
     ch.add_argument("csv", help="the CSV of `run --split val`")
     ch.add_argument("--exclude", nargs="*", default=["baseline"], help="variants not to choose (default: baseline)")
@@ -487,6 +521,17 @@ def main() -> None:
             parser.error(str(e))
         print(means.round(2).to_string(index=False))
         print(json.dumps(chosen))
+        return
+    if args.cmd == "record":
+        target = Path(args.to)
+        text = target.read_text() if target.exists() else None
+        try:
+            for path in args.csv:
+                text = record_text(text, pd.read_csv(path), path)
+        except ValueError as e:
+            parser.error(str(e))  # nothing written: the record is all or nothing
+        save_text(text, target)
+        print(f"appended {', '.join(args.csv)} to {target}")
         return
     if args.cmd == "protocols":
         names = dict(t.split("=", 1) for t in args.rename)

@@ -211,3 +211,42 @@ def test_choose_takes_the_best_mean_validation_h_per_dataset_and_refuses_test_ro
     assert ablation.choose(screen)[0]["SYN_CUB"] == "baseline"
     with pytest.raises(ValueError, match="validation"):
         ablation.choose(screen.assign(split="test"))
+
+
+def test_record_appends_runs_keeping_the_recorded_bytes_and_refuses_a_run_twice():
+    """The shipped record, cut before its last rows, then those rows recorded again: the same
+    file byte for byte. Planted: a run appended a second time (it would weigh twice in every
+    mean over the record); a CSV of other columns (a screen's into the claims' record)."""
+    import pandas as pd
+    recorded = (ROOT / "reports" / "realistic_runs.csv").read_text()
+    lines = recorded.splitlines(keepends=True)
+    head, tail = "".join(lines[:-3]), pd.read_csv(ROOT / "reports" / "realistic_runs.csv").tail(3)
+    assert ablation.record_text(head, tail, "tail.csv") == recorded
+    with pytest.raises(ValueError, match=r"tail.csv: run\(s\) already in the record"):
+        ablation.record_text(recorded, tail, "tail.csv")
+    with pytest.raises(ValueError, match=r"twice"):
+        ablation.record_text(head, pd.concat([tail, tail.head(1)]), "tail.csv")
+    screen = pd.read_csv(ROOT / "reports" / "realistic_screen.csv").tail(2)
+    with pytest.raises(ValueError, match=r"screen.csv: columns .* differ from the record's"):
+        ablation.record_text(recorded, screen, "screen.csv")
+    # no record yet: the first CSV's header and rows
+    assert ablation.record_text(None, tail, "tail.csv") == tail.to_csv(index=False, float_format="%.4f")
+
+
+def test_record_cli_writes_nothing_when_one_csv_is_refused(tmp_path):
+    import subprocess
+    import sys
+    import pandas as pd
+    runs = pd.read_csv(ROOT / "reports" / "realistic_runs.csv")
+    record, first, second = tmp_path / "record.csv", tmp_path / "a.csv", tmp_path / "b.csv"
+    runs.head(4).to_csv(record, index=False, float_format="%.4f")
+    runs.iloc[4:6].to_csv(first, index=False, float_format="%.4f")
+    runs.iloc[3:5].to_csv(second, index=False, float_format="%.4f")  # row 3 is recorded already
+    before = record.read_bytes()
+    cmd = [sys.executable, "-m", "bsegn.ablation", "record", str(first), str(second), "--to", str(record)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "b.csv: run(s) already in the record" in done.stderr
+    assert record.read_bytes() == before
+    done = subprocess.run(cmd[:-3] + ["--to", str(record)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(pd.read_csv(record)) == 6
