@@ -67,7 +67,9 @@ RAW = {"classify.{ds}.mfim_scaling": "none"}  # levels unscaled, as TF-VAEGAN's 
 CYCLE_VAE = {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True}  # FEM off, cycle + f-VAEGAN encoder
 W03 = {**CYCLE_VAE, "train.{ds}.vae_weight": 0.3}  # round 6's SYN_CUB / CUB design
 W03_ENC_FB = {**W03, "train.{ds}.encoded_noise": True, "train.{ds}.feedback": True}  # CUB's round 8 design
-R5_DN = {**W03_ENC_FB, "train.{ds}.decoder_steps": 5, "train.{ds}.decoder_output": "l2norm"}  # CUB ships (round 10)
+# R trained as TF-VAEGAN's code trains it: a step per critic step, unit-norm output (round 10)
+TFV_DECODER = {"train.{ds}.decoder_steps": 5, "train.{ds}.decoder_output": "l2norm"}
+R5_DN = {**W03_ENC_FB, **TFV_DECODER}  # what CUB ships (round 10)
 BCE_W01 = {"train.{ds}.generator_output": "sigmoid", "train.{ds}.vae_loss": "bce", "train.{ds}.vae_weight": 0.1}
 TFV = {**CYCLE_VAE, **BCE_W01, "train.{ds}.encoded_noise": True, "train.{ds}.gp_adaptive": True,
        "train.{ds}.cls_weight": 0.0}  # TF-VAEGAN's practices but its feedback module
@@ -194,19 +196,15 @@ VARIANTS: dict[str, dict[str, object]] = {
     # reconstruction (CUB, SUN, FLO; frozen on AWA)
     "cycle_v_vae_w03_enc_fb_r5_dn_dcs": {**R5_DN, "train.{ds}.decoder_cycle_step": True},
     # does CUB's decoder training carry over? On the designs SUN (unscaled), FLO and AWA2 ship
-    "cycle_vhs_vae_raw_r5_dn": {**CYCLE_VAE, **VHS, **RAW, "train.{ds}.decoder_steps": 5,
-                                "train.{ds}.decoder_output": "l2norm"},
-    "cycle_vhs_r5_dn": {**OFF, "train.{ds}.cycle": True, **VHS, "train.{ds}.decoder_steps": 5,
-                        "train.{ds}.decoder_output": "l2norm"},
-    "cycle_vhs_vae_r5_dn": {**CYCLE_VAE, **VHS, "train.{ds}.decoder_steps": 5,
-                            "train.{ds}.decoder_output": "l2norm"},  # AWA2's
+    "cycle_vhs_vae_raw_r5_dn": {**CYCLE_VAE, **VHS, **RAW, **TFV_DECODER},
+    "cycle_vhs_r5_dn": {**OFF, "train.{ds}.cycle": True, **VHS, **TFV_DECODER},
+    "cycle_vhs_vae_r5_dn": {**CYCLE_VAE, **VHS, **TFV_DECODER},  # AWA2's
     # FLO's VAE collapse (U = 0, round 3): its first suspect, FLO's seen-class loss weight (0.1,
     # ten times every other dataset's), at the others' 0.01
     "cycle_vhs_vae_cls001": {**CYCLE_VAE, **VHS, "train.{ds}.cls_weight": 0.01},
     # round 10's two CUB leaders together: all of TF-VAEGAN's practices at 224 epochs, with its
     # decoder training
-    "cycle_v_vae_tfv_fb_r5_dn_e224": {**TFV, "train.{ds}.feedback": True, "train.{ds}.epochs": 224,
-                                      "train.{ds}.decoder_steps": 5, "train.{ds}.decoder_output": "l2norm"},
+    "cycle_v_vae_tfv_fb_r5_dn_e224": {**TFV, "train.{ds}.feedback": True, "train.{ds}.epochs": 224, **TFV_DECODER},
 }
 
 
