@@ -373,23 +373,20 @@ def record_text(record: str | None, new: pd.DataFrame, source: str) -> str:
     their bytes; ``new`` must have the record's columns in its order and no run
     (variant, dataset, seed, split) the record or ``new`` already has: a run measured twice
     would weigh twice in every mean taken over the record. ``source`` names ``new`` in errors."""
-    text = new.to_csv(index=False, float_format="%.4f")
-    if record is None:
-        old = pd.DataFrame(columns=new.columns)
-    else:
-        old = pd.read_csv(StringIO(record))
-        if list(new.columns) != list(old.columns):
-            raise ValueError(f"{source}: columns {list(new.columns)} differ from the record's {list(old.columns)}")
-        text = text.split("\n", 1)[1]  # the record has the header
     missing = [k for k in RUN_KEY if k not in new.columns]
     if missing:
         raise ValueError(f"{source}: no column(s) {missing}; expected the CSV of `run`")
+    header, rows = new.to_csv(index=False, float_format="%.4f").split("\n", 1)
+    if record is None:  # a new record: new's header
+        record = header + "\n"
+    old = pd.read_csv(StringIO(record))
+    if list(new.columns) != list(old.columns):
+        raise ValueError(f"{source}: columns {list(new.columns)} differ from the record's {list(old.columns)}")
     keys = pd.concat([old[RUN_KEY], new[RUN_KEY]]).astype(str)
     twice = keys[keys.duplicated()]
     if len(twice):
         raise ValueError(f"{source}: run(s) already in the record (or twice in it): {twice.head(3).to_dict('records')}")
-    head = "" if record is None else record if record.endswith("\n") else record + "\n"
-    return head + text
+    return (record if record.endswith("\n") else record + "\n") + rows
 
 
 def choose(screen: pd.DataFrame, exclude: list[str] | None = None) -> tuple[dict[str, str], pd.DataFrame]:
