@@ -73,6 +73,7 @@ R5_DN = {**W03_ENC_FB, **TFV_DECODER}  # what CUB ships (round 10)
 BCE_W01 = {"train.{ds}.generator_output": "sigmoid", "train.{ds}.vae_loss": "bce", "train.{ds}.vae_weight": 0.1}
 TFV = {**CYCLE_VAE, **BCE_W01, "train.{ds}.encoded_noise": True, "train.{ds}.gp_adaptive": True,
        "train.{ds}.cls_weight": 0.0}  # TF-VAEGAN's practices but its feedback module
+TFV_FB_R5_DN = {**TFV, "train.{ds}.feedback": True, **TFV_DECODER}  # with its feedback module and R's training
 VARIANTS: dict[str, dict[str, object]] = {
     "shipped": {},  # params.yaml as it is: the per-dataset design each dataset block ships
     "baseline": OFF,  # f-CLSWGAN: every BSeGN switch off, classifier on visual features
@@ -208,7 +209,14 @@ VARIANTS: dict[str, dict[str, object]] = {
     "cycle_vhs_vae_cls001": {**CYCLE_VAE, **VHS, "train.{ds}.cls_weight": 0.01},
     # round 10's two CUB leaders together: all of TF-VAEGAN's practices at 224 epochs, with its
     # decoder training. Round 11: validation 57.5, the best CUB row; its claim finished one seed
-    "cycle_v_vae_tfv_fb_r5_dn_e224": {**TFV, "train.{ds}.feedback": True, "train.{ds}.epochs": 224, **TFV_DECODER},
+    "cycle_v_vae_tfv_fb_r5_dn_e224": {**TFV_FB_R5_DN, "train.{ds}.epochs": 224},
+    # next screen, around that leader: where its curve peaks, and the encoder optimiser CUB
+    # ships since round 11 on top of it
+    "cycle_v_vae_tfv_fb_r5_dn_e112": {**TFV_FB_R5_DN, "train.{ds}.epochs": 112},
+    "cycle_v_vae_tfv_fb_r5_dn_e168": {**TFV_FB_R5_DN, "train.{ds}.epochs": 168},
+    "cycle_v_vae_tfv_fb_r5_dn_e336": {**TFV_FB_R5_DN, "train.{ds}.epochs": 336},
+    "cycle_v_vae_tfv_fb_r5_dn_eopt_e224": {**TFV_FB_R5_DN, "train.{ds}.epochs": 224,
+                                           "train.{ds}.encoder_optimizer": "own"},
 }
 
 
