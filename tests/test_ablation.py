@@ -46,6 +46,25 @@ def test_shipped_params_are_the_design_the_realistic_claim_measured(dataset):
     assert not stage_config(shipped, "train", dataset).fem  # off: it did not help (docs/METHOD.md)
 
 
+@pytest.mark.parametrize("dataset", sorted(CLAIMED))
+def test_realistic_csv_reports_the_claim_of_the_shipped_design(dataset):
+    """reports/realistic.csv's "bsegn" rows are the recorded claim of the design params.yaml
+    ships (its seeds 3-5 in reports/realistic_runs.csv, both protocols), so shipping a new design
+    without rewriting them, or rewriting them from another variant's runs, fails here."""
+    import pandas as pd
+    runs = pd.read_csv(ROOT / "reports" / "realistic_runs.csv")
+    claim = runs[(runs["variant"] == CLAIMED[dataset]) & (runs["dataset"] == dataset) & (runs["split"] == "test")]
+    assert sorted(claim["seed"]) == [3, 4, 5]
+    expected = ablation.protocol_rows(claim).assign(variant="bsegn")
+    realistic = pd.read_csv(ROOT / "reports" / "realistic.csv")
+    reported = realistic[(realistic["dataset"] == dataset) & (realistic["variant"] == "bsegn")]
+    key = ["seed", "protocol"]
+    expected, reported = (df.sort_values(key).reset_index(drop=True) for df in (expected, reported))
+    assert reported[key].equals(expected[key])
+    metrics = ["T1", "U", "S", "H"]  # realistic.csv keeps 2 decimals of the record's 4
+    assert (reported[metrics] - expected[metrics]).abs().max().max() <= 0.005 + 1e-9
+
+
 # what a dataset block may set besides design switches: the published per-dataset settings and
 # the embedded benchmarks' net sizes. A block key in neither list is a design switch that OFF
 # must reset, or the variants measured on that dataset inherit it.
