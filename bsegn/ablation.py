@@ -16,10 +16,11 @@ Each variant is a set of ``-S`` overrides on params.yaml. Two ways to run the gr
   its seen classes, score its held-out classes; no test image is looked at), which is where
   design choices are made; ``--gpus N`` spreads the workers over N GPUs; ``--set KEY=VALUE``
   applies one more override to every variant (``--set 'classify.{ds}.select_epochs="val"'``).
-  ``choose SCREEN.csv`` applies the design rule to such a screen; ``protocols RUNS.csv``
-  writes the honest and test-selected rows of test runs (``reports/realistic.csv``);
-  ``record RUNS.csv --to reports/realistic_runs.csv`` appends runs to a record, refusing a run
-  it already holds.
+  ``choose SCREEN.csv`` applies the design rule to such a screen; ``protocols RUNS.csv ...
+  --out NEW.csv`` writes the honest and test-selected rows of test runs, and ``--into
+  reports/realistic.csv`` puts them in place of that record's rows of the same dataset and
+  variant; ``record RUNS.csv --to reports/realistic_runs.csv`` appends runs to a record,
+  refusing a run it already holds.
 
 Both write ``reports/ablation.csv``: one row per variant x dataset x seed, plus the
 mean over seeds printed as a table.
@@ -44,7 +45,7 @@ import yaml
 
 from . import config, data, download, evaluate, pipeline, trainer
 from .io import save_text
-from .report import PROTOCOL_COLUMNS, result_row
+from .report import PROTOCOL_COLUMNS, replace_rows, result_row
 from .runtime import seed_everything
 
 # variant -> {dotted params key: value}; keys are relative to the dataset's blocks
@@ -504,10 +505,13 @@ def main() -> None:
     q.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     c = sub.add_parser("collect", help="dvc exp show --json -> reports/ablation.csv")
     c.add_argument("--out", default="reports/ablation.csv")
-    p = sub.add_parser("protocols", help="a run's CSV -> one row per protocol (honest, test_selected)")
-    p.add_argument("csv", help="the CSV of `run` (test split)")
+    p = sub.add_parser("protocols", help="runs' CSVs -> one row per protocol (honest, test_selected)")
+    p.add_argument("csv", nargs="+", help="CSVs of `run` (test split), read as one")
     p.add_argument("--rename", nargs="*", default=[], metavar="OLD=NEW", help="variant names to report under")
-    p.add_argument("--out", default="reports/realistic.csv")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="write the rows as a new CSV")
+    where.add_argument("--into", help="replace this CSV's rows of the same (dataset, variant), in place "
+                                      "(reports/realistic.csv, when a new design ships)")
     rc = sub.add_parser("record", help="append runs' CSVs to a record (reports/realistic_runs.csv ...)")
     rc.add_argument("csv", nargs="+", help="CSVs of `run`, appended in this order")
     rc.add_argument("--to", required=True, help="the record; created with the first CSV's header if absent")
@@ -542,10 +546,16 @@ def main() -> None:
         return
     if args.cmd == "protocols":
         names = dict(t.split("=", 1) for t in args.rename)
-        df = protocol_rows(pd.read_csv(args.csv).replace({"variant": names}))
-        save_text(df.to_csv(index=False, float_format="%.2f"), args.out)
+        df = protocol_rows(pd.concat([pd.read_csv(c) for c in args.csv]).replace({"variant": names}))
+        target, table = args.out, df
+        if args.into:
+            try:
+                target, table = args.into, replace_rows(pd.read_csv(args.into), df)
+            except OSError as e:
+                parser.error(f"--into {args.into}: {e.strerror or e}")
+        save_text(table.to_csv(index=False, float_format="%.2f"), target)
         print(protocol_means(df).to_string())
-        print(f"wrote {args.out}")
+        print(f"wrote {len(df)} row(s) into {target}")
         return
 
     if args.cmd == "run":

@@ -22,6 +22,23 @@ PUBLISHED = Path("docs/published_results.csv")  # anchor methods' published numb
 PROTOCOL_COLUMNS = ["dataset", "variant", "seed", "protocol", *HEADLINE]
 
 
+def replace_rows(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (``reports/realistic.csv``) with the rows of every (dataset, variant) in ``rows``
+    replaced by ``rows``' rows of it. Those go where the first replaced row was, so the record's
+    order (and its diff) stays readable; a (dataset, variant) new to ``table`` goes at the end."""
+    old = list(zip(table["dataset"], table["variant"]))
+    new = list(zip(rows["dataset"], rows["variant"]))
+    parts, placed = [], set()
+    for i, pair in enumerate(old):
+        if pair not in new:
+            parts.append(table.iloc[[i]])
+        elif pair not in placed:
+            parts.append(rows[[k == pair for k in new]])
+            placed.add(pair)
+    parts.append(rows[[k not in placed for k in new]])
+    return pd.concat(parts, ignore_index=True)[list(table.columns)]
+
+
 def headline_row(metrics: dict) -> dict:
     """T1, U, S, H of one run's metrics, and U_cs, S_cs, H_cs when it has calibrated stacking
     (its constant chosen on validation)."""

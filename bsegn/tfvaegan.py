@@ -31,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from .io import save_text
-from .report import PROTOCOL_COLUMNS
+from .report import PROTOCOL_COLUMNS, replace_rows
 
 # Its published settings, from akshitac8/tfvaegan scripts/run_<name>_tfvaegan.py; the benchmark
 # our dataset is built on picks the line (SYN_CUB -> CUB). "awa" is its AWA2 script.
@@ -152,12 +152,6 @@ def best_rows(curves: pd.DataFrame) -> pd.DataFrame:
     return best_evaluations(curves).assign(variant="tfvaegan", protocol="test_selected")[PROTOCOL_COLUMNS]
 
 
-def merge_into(realistic: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
-    """``realistic`` with its tfvaegan rows of ``rows``' datasets replaced by ``rows``."""
-    stale = (realistic["variant"] == "tfvaegan") & realistic["dataset"].isin(rows["dataset"])
-    return pd.concat([realistic[~stale], rows], ignore_index=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -194,7 +188,7 @@ def main() -> None:
                   f"{MIN_EPOCHS[benchmark_of(ds)]} needed; no row written for it", file=sys.stderr)
         best = best_rows(curves[enough])
         try:
-            merged = merge_into(pd.read_csv(args.realistic), best)
+            merged = replace_rows(pd.read_csv(args.realistic), best)
         except OSError as e:
             parser.error(f"--realistic {args.realistic}: {e.strerror or e}")
         save_text(merged.to_csv(index=False, float_format="%.2f"), args.realistic)

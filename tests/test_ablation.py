@@ -270,3 +270,31 @@ def test_record_cli_writes_nothing_when_one_csv_is_refused(tmp_path):
     done = subprocess.run(cmd[:-3] + ["--to", str(record)], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert len(pd.read_csv(record)) == 6
+
+
+def test_protocols_into_the_record_puts_a_shipped_claim_in_place_of_the_old_rows(tmp_path):
+    """Shipping a design rewrites its dataset's "bsegn" rows of reports/realistic.csv: the
+    record with SYN_FLO's rows spoiled, given SYN_FLO's claim, is the committed file byte for
+    byte (the other rows and the order kept). Without a destination it refuses: the default
+    was once reports/realistic.csv itself, which a claim's rows alone would have replaced."""
+    import subprocess
+    import sys
+    import pandas as pd
+    runs = pd.read_csv(ROOT / "reports" / "realistic_runs.csv")
+    claim = runs[(runs["variant"] == CLAIMED["SYN_FLO"]) & (runs["dataset"] == "SYN_FLO") & (runs["split"] == "test")]
+    claim.to_csv(tmp_path / "claim.csv", index=False, float_format="%.4f")
+    committed = (ROOT / "reports" / "realistic.csv").read_text()
+    table = pd.read_csv(ROOT / "reports" / "realistic.csv")
+    flo = (table["dataset"] == "SYN_FLO") & (table["variant"] == "bsegn")
+    table.loc[flo, "H"] = 0.0
+    record = tmp_path / "realistic.csv"
+    table.to_csv(record, index=False, float_format="%.2f")
+    cmd = [sys.executable, "-m", "bsegn.ablation", "protocols", str(tmp_path / "claim.csv"),
+           "--rename", f"{CLAIMED['SYN_FLO']}=bsegn"]
+    done = subprocess.run(cmd + ["--into", str(record)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert record.read_text() == committed
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "--out" in done.stderr and "--into" in done.stderr
+    done = subprocess.run(cmd + ["--into", str(tmp_path / "none.csv")], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "none.csv" in done.stderr and "Traceback" not in done.stderr

@@ -57,13 +57,14 @@ def test_best_rows_take_each_runs_best_h_as_a_test_selected_row():
 
 
 def test_merge_replaces_only_the_tfvaegan_rows_of_the_collected_datasets():
+    from bsegn.report import replace_rows
     old = pd.DataFrame([
         {"dataset": "SYN_CUB", "variant": "bsegn", "seed": 3, "protocol": "honest", "T1": 1, "U": 1, "S": 1, "H": 1},
         {"dataset": "SYN_CUB", "variant": "tfvaegan", "seed": 1, "protocol": "test_selected", "T1": 1, "U": 1, "S": 1, "H": 1},
         {"dataset": "SYN_SUN", "variant": "tfvaegan", "seed": 1, "protocol": "test_selected", "T1": 1, "U": 1, "S": 1, "H": 2},
     ])
     new = tfvaegan.best_rows(tfvaegan.collect({"SYN_CUB": LOG}))
-    merged = tfvaegan.merge_into(old, new)
+    merged = replace_rows(old, new)
     assert len(merged) == 3
     assert merged[(merged.dataset == "SYN_CUB") & (merged.variant == "tfvaegan")]["seed"].tolist() == [3483]
     assert merged[merged.dataset == "SYN_SUN"]["H"].tolist() == [2]
