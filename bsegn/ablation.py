@@ -208,6 +208,12 @@ VARIANTS: dict[str, dict[str, object]] = {
     # FLO's VAE collapse (U = 0, round 3): its first suspect, FLO's seen-class loss weight (0.1,
     # ten times every other dataset's), at the others' 0.01. Round 11: still U = 0, not the cause
     "cycle_vhs_vae_cls001": {**CYCLE_VAE, **VHS, "train.{ds}.cls_weight": 0.01},
+    # its second suspect: FLO's noise is as wide as its 1024-d text embeddings (noise_dim 0 means
+    # the attribute dim; CUB 312, SUN 102, AWA2 85). Encoded, so wide a z can carry the class
+    # itself, G may learn to ignore the class vector, and prior noise then gives every class the
+    # same features. Narrower noise on the design FLO ships, with the VAE (and without: _r5_dn)
+    "cycle_vhs_vae_r5_dn_nz312": {**CYCLE_VAE, **VHS, **TFV_DECODER, "train.{ds}.noise_dim": 312},
+    "cycle_vhs_vae_r5_dn_nz128": {**CYCLE_VAE, **VHS, **TFV_DECODER, "train.{ds}.noise_dim": 128},
     # round 10's two CUB leaders together: all of TF-VAEGAN's practices at 224 epochs, with its
     # decoder training. Round 11: validation 57.5, the best CUB row; its claim finished one seed
     "cycle_v_vae_tfv_fb_r5_dn_e224": {**TFV_FB_R5_DN, "train.{ds}.epochs": 224},

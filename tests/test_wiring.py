@@ -247,6 +247,20 @@ def test_encoder_layers_2_is_tf_vaegans_encoder(bench):
         assert mu.shape == logvar.shape == (4, d_noise)
 
 
+def test_noise_dim_sets_the_width_of_every_noise_the_nets_read(bench):
+    """noise_dim other than the attribute dim (0): G, E and the feedback path take that width
+    and a generator iteration with every branch on runs; generated features keep their shape.
+    Planted: the width of E's heads left at the attribute dim (a shape error here)."""
+    d_noise = bench.d_att + 3
+    s = fresh(bench, noise_dim=d_noise, vae=True, encoded_noise=True, feedback=True, cycle=True, fem=True)
+    assert s.model.generator.d_noise == d_noise
+    assert s.E.mu.out_features == s.E.logvar.out_features == d_noise
+    logs = trainer.generator_step(s)
+    assert all(torch.isfinite(v) for v in logs.values())
+    x, y = generate(s.model, s.att, s.unseen, per_class=2)
+    assert x.shape == (2 * len(s.unseen), bench.d_feat) and len(y) == len(x)
+
+
 def test_encoder_optimizer_own_gives_e_tf_vaegans_beta1_and_g_keeps_its_own(bench):
     """Planted: E's group left at G's beta1. E still steps with G (same loss, same step), so
     G's update does not change, E's does."""
