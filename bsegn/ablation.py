@@ -214,6 +214,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     # same features. Narrower noise on the design FLO ships, with the VAE (and without: _r5_dn)
     "cycle_vhs_vae_r5_dn_nz312": {**CYCLE_VAE, **VHS, **TFV_DECODER, "train.{ds}.noise_dim": 312},
     "cycle_vhs_vae_r5_dn_nz128": {**CYCLE_VAE, **VHS, **TFV_DECODER, "train.{ds}.noise_dim": 128},
+    # and the VAE term lighter (CUB's weight): on FLO it outweighs G's adversarial term 30 to 1
+    "cycle_vhs_vae_r5_dn_w03": {**CYCLE_VAE, **VHS, **TFV_DECODER, "train.{ds}.vae_weight": 0.3},
     # round 10's two CUB leaders together: all of TF-VAEGAN's practices at 224 epochs, with its
     # decoder training. Round 11: validation 57.5, the best CUB row; its claim finished one seed
     "cycle_v_vae_tfv_fb_r5_dn_e224": {**TFV_FB_R5_DN, "train.{ds}.epochs": 224},
