@@ -201,7 +201,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     # reconstruction (CUB, SUN, FLO; frozen on AWA). Round 11: within 0.1 of the shipped
     "cycle_v_vae_w03_enc_fb_r5_dn_dcs": {**R5_DN, "train.{ds}.decoder_cycle_step": True},
     # does CUB's decoder training carry over? On the designs SUN (unscaled), FLO and AWA2 ship.
-    # FLO's won its claim (+4.6 honest H; FLO ships it), AWA2's lost its claim, SUN's validation
+    # FLO's won its claim (+4.6 honest H; FLO ships it), AWA2's lost its claim, SUN's lost on
+    # validation (round 11)
     "cycle_vhs_vae_raw_r5_dn": {**CYCLE_VAE, **VHS, **RAW, **TFV_DECODER},
     "cycle_vhs_r5_dn": {**OFF, "train.{ds}.cycle": True, **VHS, **TFV_DECODER},
     "cycle_vhs_vae_r5_dn": {**CYCLE_VAE, **VHS, **TFV_DECODER},  # AWA2's
@@ -554,13 +555,13 @@ def main() -> None:
         return
     if args.cmd == "protocols":
         names = dict(t.split("=", 1) for t in args.rename)
-        df = protocol_rows(pd.concat([pd.read_csv(c) for c in args.csv]).replace({"variant": names}))
-        target, table = args.out, df
-        if args.into:
-            try:
-                target, table = args.into, replace_rows(pd.read_csv(args.into), df)
-            except OSError as e:
-                parser.error(f"--into {args.into}: {e.strerror or e}")
+        try:
+            runs = pd.concat([pd.read_csv(c) for c in args.csv])
+            record = pd.read_csv(args.into) if args.into else None
+        except OSError as e:
+            parser.error(f"{e.filename}: {e.strerror or e}")
+        df = protocol_rows(runs.replace({"variant": names}))
+        target, table = (args.out, df) if record is None else (args.into, replace_rows(record, df))
         save_text(table.to_csv(index=False, float_format="%.2f"), target)
         print(protocol_means(df).to_string())
         print(f"wrote {len(df)} row(s) into {target}")
