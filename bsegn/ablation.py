@@ -75,6 +75,7 @@ BCE_W01 = {"train.{ds}.generator_output": "sigmoid", "train.{ds}.vae_loss": "bce
 TFV = {**CYCLE_VAE, **BCE_W01, "train.{ds}.encoded_noise": True, "train.{ds}.gp_adaptive": True,
        "train.{ds}.cls_weight": 0.0}  # TF-VAEGAN's practices but its feedback module
 TFV_FB_R5_DN = {**TFV, "train.{ds}.feedback": True, **TFV_DECODER}  # with its feedback module and R's training
+VHS_VAE_R5_DN = {**CYCLE_VAE, **VHS, **TFV_DECODER}  # CUB's decoder training on AWA2's design (round 11)
 VARIANTS: dict[str, dict[str, object]] = {
     "shipped": {},  # params.yaml as it is: the per-dataset design each dataset block ships
     "baseline": OFF,  # f-CLSWGAN: every BSeGN switch off, classifier on visual features
@@ -203,9 +204,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     # does CUB's decoder training carry over? On the designs SUN (unscaled), FLO and AWA2 ship.
     # FLO's won its claim (+4.6 honest H; FLO ships it), AWA2's lost its claim, SUN's lost on
     # validation (round 11)
-    "cycle_vhs_vae_raw_r5_dn": {**CYCLE_VAE, **VHS, **RAW, **TFV_DECODER},
+    "cycle_vhs_vae_raw_r5_dn": {**VHS_VAE_R5_DN, **RAW},
     "cycle_vhs_r5_dn": {**OFF, "train.{ds}.cycle": True, **VHS, **TFV_DECODER},
-    "cycle_vhs_vae_r5_dn": {**CYCLE_VAE, **VHS, **TFV_DECODER},  # AWA2's
+    "cycle_vhs_vae_r5_dn": VHS_VAE_R5_DN,  # AWA2's
     # FLO's VAE collapse (U = 0, round 3): its first suspect, FLO's seen-class loss weight (0.1,
     # ten times every other dataset's), at the others' 0.01. Round 11: still U = 0, not the cause
     "cycle_vhs_vae_cls001": {**CYCLE_VAE, **VHS, "train.{ds}.cls_weight": 0.01},
@@ -213,10 +214,10 @@ VARIANTS: dict[str, dict[str, object]] = {
     # the attribute dim; CUB 312, SUN 102, AWA2 85). Encoded, so wide a z can carry the class
     # itself, G may learn to ignore the class vector, and prior noise then gives every class the
     # same features. Narrower noise on the design FLO ships, with the VAE (and without: _r5_dn)
-    "cycle_vhs_vae_r5_dn_nz312": {**CYCLE_VAE, **VHS, **TFV_DECODER, "train.{ds}.noise_dim": 312},
-    "cycle_vhs_vae_r5_dn_nz128": {**CYCLE_VAE, **VHS, **TFV_DECODER, "train.{ds}.noise_dim": 128},
+    "cycle_vhs_vae_r5_dn_nz312": {**VHS_VAE_R5_DN, "train.{ds}.noise_dim": 312},
+    "cycle_vhs_vae_r5_dn_nz128": {**VHS_VAE_R5_DN, "train.{ds}.noise_dim": 128},
     # and the VAE term lighter (CUB's weight): on FLO it outweighs G's adversarial term 30 to 1
-    "cycle_vhs_vae_r5_dn_w03": {**CYCLE_VAE, **VHS, **TFV_DECODER, "train.{ds}.vae_weight": 0.3},
+    "cycle_vhs_vae_r5_dn_w03": {**VHS_VAE_R5_DN, "train.{ds}.vae_weight": 0.3},
     # round 10's two CUB leaders together: all of TF-VAEGAN's practices at 224 epochs, with its
     # decoder training. Round 11: validation 57.5, the best CUB row; its claim finished one seed
     "cycle_v_vae_tfv_fb_r5_dn_e224": {**TFV_FB_R5_DN, "train.{ds}.epochs": 224},
