@@ -551,6 +551,8 @@ def main() -> None:
                 text = record_text(text, pd.read_csv(path), path)
         except ValueError as e:
             parser.error(str(e))  # nothing written: the record is all or nothing
+        except OSError as e:
+            parser.error(f"{e.filename}: {e.strerror or e}")
         save_text(text, target)
         print(f"appended {', '.join(args.csv)} to {target}")
         return

@@ -328,6 +328,10 @@ def test_record_cli_writes_nothing_when_one_csv_is_refused(tmp_path):
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "b.csv: run(s) already in the record" in done.stderr
     assert record.read_bytes() == before
+    missing = [*cmd[:5], str(tmp_path / "none.csv"), *cmd[6:]]  # a.csv, then a CSV that is not there
+    done = subprocess.run(missing, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "none.csv" in done.stderr and "Traceback" not in done.stderr
+    assert record.read_bytes() == before
     done = subprocess.run(cmd[:-3] + ["--to", str(record)], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert len(pd.read_csv(record)) == 6
