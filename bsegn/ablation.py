@@ -564,8 +564,8 @@ def main() -> None:
         except OSError as e:
             parser.error(f"{e.filename}: {e.strerror or e}")
         df = protocol_rows(runs.replace({"variant": names}))
-        target, table = (args.out, df) if record is None else (args.into, replace_rows(record, df))
-        save_text(table.to_csv(index=False, float_format="%.2f"), target)
+        target, written = (args.out, df) if record is None else (args.into, replace_rows(record, df))
+        save_text(written.to_csv(index=False, float_format="%.2f"), target)
         print(protocol_means(df).to_string())
         print(f"wrote {len(df)} row(s) into {target}")
         return

@@ -363,3 +363,22 @@ def test_protocols_into_the_record_puts_a_shipped_claim_in_place_of_the_old_rows
     assert done.returncode == 2 and "--out" in done.stderr and "--into" in done.stderr
     done = subprocess.run(cmd + ["--into", str(tmp_path / "none.csv")], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "none.csv" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_run_cli_writes_the_grid_and_prints_its_table(tmp_path):
+    """The `run` command end to end, as the GPU rounds call it: one tiny run (1 generator and
+    1 classifier epoch on SYN) gives a CSV row and the printed tables. Round 12 found it
+    ending in a traceback after writing the CSV, because the `protocols` branch had bound the
+    name `table` as a local of main()."""
+    import subprocess
+    import sys
+    import pandas as pd
+    out = tmp_path / "runs.csv"
+    cmd = [sys.executable, "-m", "bsegn.ablation", "run", "--datasets", "SYN", "--variants", "baseline",
+           "--seeds", "0", "--workers", "1", "--set", "train.{ds}.epochs=1", "--set", "classify.{ds}.epochs=1",
+           "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "by protocol" in done.stdout and f"wrote {out}" in done.stdout
+    runs = pd.read_csv(out)
+    assert list(runs[["variant", "dataset", "seed"]].itertuples(index=False, name=None)) == [("baseline", "SYN", 0)]
