@@ -28,7 +28,7 @@ def test_variant_overrides_apply_to_the_dataset_block():
 
 # the design each realistic benchmark ships, and the variant its claim rows were measured as
 # (reports/realistic_runs.csv, renamed "bsegn" in reports/realistic.csv)
-CLAIMED = {"SYN_CUB": "cycle_v_vae_w03_enc_fb_r5_dn_eopt", "SYN_SUN": "cycle_vhs_vae_raw", "SYN_AWA2": "cycle_vhs_vae",
+CLAIMED = {"SYN_CUB": "cycle_v_vae_tfv_fb_r5_dn_e168", "SYN_SUN": "cycle_vhs_vae_raw", "SYN_AWA2": "cycle_vhs_vae",
            "SYN_FLO": "cycle_vhs_r5_dn"}
 
 
