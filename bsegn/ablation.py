@@ -1,6 +1,8 @@
 """The BSeGN ablation grid: which component adds what.
 
-Each variant is a set of ``-S`` overrides on params.yaml. Two ways to run the grid:
+Each variant is a method of methods.yaml (``base.method``) plus ``-S`` overrides on top of its
+settings for the dataset: the five methods as published, and BSeGN without one module at a
+time (:data:`VARIANTS`). Two ways to run the grid:
 
 * through DVC (every run is a cached, shareable experiment)::
 
@@ -35,6 +37,7 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from io import StringIO
 from pathlib import Path
@@ -48,197 +51,57 @@ from .io import save_text
 from .report import PROTOCOL_COLUMNS, replace_rows, result_row
 from .runtime import seed_everything
 
-# variant -> {dotted params key: value}; keys are relative to the dataset's blocks
-# every variant but "shipped" starts from the f-CLSWGAN baseline, whatever params.yaml ships:
-# OFF sets every design switch a dataset block may ship (DESIGN_KEYS), so that a block's choice
-# (CUB's VAE weight 0.3, say) never leaks into the variants measured on that dataset
-OFF = {"train.{ds}.fem": False, "train.{ds}.cycle": False, "train.{ds}.vae": False,
-       "train.{ds}.vae_weight": 1.0, "train.{ds}.vae_loss": "mse", "train.{ds}.encoded_noise": False,
-       "train.{ds}.generator_output": "relu", "train.{ds}.gp_adaptive": False,
-       "train.{ds}.decoder_fakes": False, "train.{ds}.decoder_steps": 1, "train.{ds}.feedback": False,
-       "train.{ds}.cycle_loss": "mse", "train.{ds}.decoder_output": "linear",
-       "train.{ds}.encoder_layers": 1, "train.{ds}.encoder_optimizer": "shared",
-       "train.{ds}.decoder_cycle_step": False,
-       "classify.{ds}.mfim_levels": ["visual"], "classify.{ds}.mfim_per_sample": False,
-       "classify.{ds}.mfim_scaling": "visual_norm"}
-DESIGN_KEYS = {tuple(k.split(".{ds}.")) for k in OFF}  # (section, key)
-FULL = {**OFF, "train.{ds}.fem": True, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["semantic", "fem"]}
-VHS = {"classify.{ds}.mfim_levels": ["visual", "hidden", "semantic"]}  # mFIM keeping the visual level
-RAW = {"classify.{ds}.mfim_scaling": "none"}  # levels unscaled, as TF-VAEGAN's classifier reads them
-CYCLE_VAE = {**OFF, "train.{ds}.cycle": True, "train.{ds}.vae": True}  # FEM off, cycle + f-VAEGAN encoder
-W03 = {**CYCLE_VAE, "train.{ds}.vae_weight": 0.3}  # round 6's SYN_CUB / CUB design
-W03_ENC_FB = {**W03, "train.{ds}.encoded_noise": True, "train.{ds}.feedback": True}  # CUB's round 8 design
-# R trained as TF-VAEGAN's code trains it: a step per critic step, unit-norm output (round 10)
-TFV_DECODER = {"train.{ds}.decoder_steps": 5, "train.{ds}.decoder_output": "l2norm"}
-R5_DN = {**W03_ENC_FB, **TFV_DECODER}  # what CUB shipped in round 10
-BCE_W01 = {"train.{ds}.generator_output": "sigmoid", "train.{ds}.vae_loss": "bce", "train.{ds}.vae_weight": 0.1}
-TFV = {**CYCLE_VAE, **BCE_W01, "train.{ds}.encoded_noise": True, "train.{ds}.gp_adaptive": True,
-       "train.{ds}.cls_weight": 0.0}  # TF-VAEGAN's practices but its feedback module
-TFV_FB_R5_DN = {**TFV, "train.{ds}.feedback": True, **TFV_DECODER}  # with its feedback module and R's training
-VHS_VAE_R5_DN = {**CYCLE_VAE, **VHS, **TFV_DECODER}  # CUB's decoder training on AWA2's design (round 11)
+METHODS = ("f-clswgan", "f-vaegan", "tf-vaegan", "ce-gzsl", "bsegn")  # methods.yaml's, in the line's order
+
+
+@dataclass(frozen=True)
+class Levels:
+    """A variant's change to the mFIM levels of its method on a dataset: one level added or
+    dropped (``Levels(drop="fem")``), so that "BSeGN without its FEM" means the same on every
+    dataset, whichever levels the method reads there."""
+
+    add: str | None = None
+    drop: str | None = None
+
+    def apply(self, levels: list[str]) -> list[str]:
+        out = [lv for lv in levels if lv != self.drop]
+        if self.add and self.add not in out:
+            out.append(self.add)
+        return out or ["visual"]
+
+
+# variant -> {dotted params key: value}: a method (base.method) and changes on top of its
+# settings for the dataset; "{ds}" keys go into params.yaml's top layer, the dataset's own
+# block. A variant never depends on what params.yaml ships but for the `common` defaults.
+BSEGN = {"base.method": "bsegn"}
 VARIANTS: dict[str, dict[str, object]] = {
-    "shipped": {},  # params.yaml as it is: the per-dataset design each dataset block ships
-    "baseline": OFF,  # f-CLSWGAN: every BSeGN switch off, classifier on visual features
-    "cycle": {**OFF, "train.{ds}.cycle": True},
-    "fem_f2s": {**OFF, "train.{ds}.fem": True, "train.{ds}.fem_s2f": False, "train.{ds}.fem_balance": False},
-    "fem_bidir": {**OFF, "train.{ds}.fem": True, "train.{ds}.fem_balance": False},
-    "fem": {**OFF, "train.{ds}.fem": True},  # FEM trained and fed back to G; classifier still on visual
-    "cycle+mfim": {**OFF, "train.{ds}.cycle": True, "classify.{ds}.mfim_levels": ["hidden", "semantic"]},
-    "bsegn": FULL,  # FEM + cycle + mFIM over the cycle and FEM levels
-    "bsegn-s2f": {**FULL, "train.{ds}.fem_s2f": False},
-    "bsegn-balance": {**FULL, "train.{ds}.fem_balance": False},
-    "bsegn-fake_seen": {**FULL, "train.{ds}.fem_fake_seen": False},
-    "bsegn-cycle": {**FULL, "train.{ds}.cycle": False},
-    "bsegn+visual": {**FULL, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic", "fem"]},
-    # mFIM designs that keep the visual level, for the realistic benchmarks (2048-d features,
-    # where dropping it lost; docs/METHOD.md, "Realistic benchmarks")
-    "bsegn_vf": {**FULL, "classify.{ds}.mfim_levels": ["visual", "fem"]},
-    "bsegn_vhs": {**FULL, **VHS},
-    "bsegn_vae": {**FULL, "train.{ds}.vae": True, "classify.{ds}.mfim_levels": ["visual", "hidden", "semantic", "fem"]},
-    # one generator component at a time under the [visual, hidden, semantic] classifier: what
-    # bsegn_vhs's losses on SYN_CUB/SYN_AWA2 come from (round 3: docs/METHOD.md, "Results")
-    "baseline_vhs": {**OFF, **VHS},
-    "cycle_vhs": {**OFF, "train.{ds}.cycle": True, **VHS},
-    "fem_vhs": {**OFF, "train.{ds}.fem": True, **VHS},
-    # bsegn_vhs with a lighter FEM signal to the generator (0.01: the weight of f-CLSWGAN's own
-    # classification loss, against 0.1), and with f-VAEGAN's encoder branch
-    "bsegn_vhs_light": {**FULL, "train.{ds}.fem_weight": 0.01, **VHS},
-    "bsegn_vhs_vae": {**FULL, "train.{ds}.vae": True, **VHS},
-    # the same generators with the classifier on the visual features alone (where the cycle
-    # branch's levels cost H: SYN_CUB, docs/METHOD.md)
-    "bsegn_v": {**FULL, "classify.{ds}.mfim_levels": ["visual"]},
-    "bsegn_v_light": {**FULL, "train.{ds}.fem_weight": 0.01, "classify.{ds}.mfim_levels": ["visual"]},
-    "bsegn_v_vae": {**FULL, "train.{ds}.vae": True, "classify.{ds}.mfim_levels": ["visual"]},
-    # the VAE designs without the FEM: what the FEM adds to them (round 3 shipped cycle_v_vae
-    # on SYN_CUB, cycle_vhs_vae on SYN_SUN and SYN_AWA2, cycle_vhs on SYN_FLO; what each ships
-    # now is CLAIMED in tests/test_ablation.py)
-    "cycle_vhs_vae": {**CYCLE_VAE, **VHS},
-    "cycle_v_vae": CYCLE_VAE,
-    # SYN_CUB against TF-VAEGAN (docs/METHOD.md, "TF-VAEGAN"): what it does differently from the
-    # shipped cycle_v_vae, one change each. Its adversarial term is weighted 10x its VAE loss
-    # (gammaG 10), its decoder also learns from fakes, and its classifier reads
-    # [visual, decoder hidden, decoder output]; per-sample normalisation tests whether the mFIM's
-    # CUB loss is a scale mismatch between real and fake levels
-    "cycle_v_vae_w01": {**CYCLE_VAE, "train.{ds}.vae_weight": 0.1},
-    "cycle_v_vae_w03": W03,
-    "cycle_vhs_vae_dfake": {**CYCLE_VAE, "train.{ds}.decoder_fakes": True, **VHS},
-    "cycle_vhs_vae_ps": {**CYCLE_VAE, **VHS, "classify.{ds}.mfim_per_sample": True},
-    # round 6 chose cycle_v_vae_w03 (shipped until round 8); two more TF-VAEGAN practices on it,
-    # screened with the last of the lease: its decoder learning from fakes, and the decoder's
-    # hidden level beside the visual one (TF-VAEGAN's classifier reads both)
-    "cycle_v_vae_w03_dfake": {**W03, "train.{ds}.decoder_fakes": True},
-    "cycle_vh_vae_w03": {**W03, "classify.{ds}.mfim_levels": ["visual", "hidden"]},
-    # next screen (docs/METHOD.md, "Round 6"): TF-VAEGAN's generator practices on W03 -- the GAN
-    # on encoder noise (--encoded_noise), no seen-class classification loss, both; and encoder
-    # noise at round 3's VAE weight, since scoring the reconstructions changes that balance
-    "cycle_v_vae_w03_enc": {**W03, "train.{ds}.encoded_noise": True},
-    "cycle_v_vae_w03_nocls": {**W03, "train.{ds}.cls_weight": 0.0},
-    "cycle_v_vae_w03_enc_nocls": {**W03, "train.{ds}.encoded_noise": True, "train.{ds}.cls_weight": 0.0},
-    "cycle_v_vae_enc": {**CYCLE_VAE, "train.{ds}.encoded_noise": True},
-    # and its gradient-penalty schedule (gp_adaptive), alone and with encoder noise
-    "cycle_v_vae_w03_gpa": {**W03, "train.{ds}.gp_adaptive": True},
-    "cycle_v_vae_w03_enc_gpa": {**W03, "train.{ds}.encoded_noise": True, "train.{ds}.gp_adaptive": True},
-    # its VAE term: sigmoid output and binary cross-entropy, weighted 0.1 (its adversarial term
-    # is weighted 10, gammaG); then every TF-VAEGAN practice above at once, without its feedback
-    # module: if this reaches TF-VAEGAN's H, the feedback module is not what BSeGN lacks
-    "cycle_v_vae_bce_w01": {**CYCLE_VAE, **BCE_W01},
-    "cycle_v_vae_tfv": TFV,
-    # its feedback module (CUB's a1 = a2 = 1, feed_lr 1e-5: the params.yaml defaults), on the
-    # shipped design and on all of the above
-    "cycle_v_vae_w03_fb": {**W03, "train.{ds}.feedback": True},
-    "cycle_v_vae_tfv_fb": {**TFV, "train.{ds}.feedback": True},
-    # and its classifier input, [visual, hidden, semantic] (its feature transformation), which
-    # cost BSeGN 12 H on CUB: does it help once the generator is trained its way?
-    "cycle_vhs_vae_tfv_fb": {**TFV, "train.{ds}.feedback": True, **VHS},
-    # round 8 (docs/METHOD.md): the three best single changes of rounds 6-7 on validation
-    # (encoder noise, feedback, decoder on fakes; each within 0.5 H of W03) two at a time with
-    # encoder noise. The rule chose cycle_v_vae_w03_enc_fb; its claim raised the honest H by 1.2
-    # (test-selected -0.5), so SYN_CUB and CUB ship it
-    "cycle_v_vae_w03_enc_fb": W03_ENC_FB,
-    "cycle_v_vae_w03_enc_dfake": {**W03, "train.{ds}.encoded_noise": True, "train.{ds}.decoder_fakes": True},
-    # round 9 (docs/METHOD.md): TF-VAEGAN's classifier reads [visual, hidden, semantic]
-    # unscaled, where the mFIM scales every level to the visual norm (a 312-d semantic level then
-    # weighs as much as the 2048-d features). On CUB's shipped generator, scaled and raw, and with
-    # the hidden level alone; then raw on the designs SUN, AWA2 (cycle_vhs_vae) and FLO
-    # (cycle_vhs) ship scaled. Unscaled recovered 9.5 of the levels' CUB loss; the CUB winner
-    # (_vh_..._raw) lost its claim; SUN's and FLO's raw designs won validation, and round 10
-    # claimed them: SUN's won (SYN_SUN and SUN ship it), FLO's lost
-    "cycle_vhs_vae_w03_enc_fb": {**W03_ENC_FB, **VHS},
-    "cycle_vhs_vae_w03_enc_fb_raw": {**W03_ENC_FB, **VHS, **RAW},
-    "cycle_vh_vae_w03_enc_fb_raw": {**W03_ENC_FB, "classify.{ds}.mfim_levels": ["visual", "hidden"], **RAW},
-    # and with its decoder also trained on fakes, as TF-VAEGAN's is: its whole classifier input
-    "cycle_vhs_vae_w03_enc_fb_dfake_raw": {**W03_ENC_FB, "train.{ds}.decoder_fakes": True, **VHS, **RAW},
-    # TF-VAEGAN's decoder loss (its WeightedL1) for R and the cycle term, on CUB's shipped design
-    "cycle_v_vae_w03_enc_fb_wl1": {**W03_ENC_FB, "train.{ds}.cycle_loss": "weighted_l1"},
-    "cycle_vhs_vae_raw": {**CYCLE_VAE, **VHS, **RAW},
-    "cycle_vhs_raw": {**OFF, "train.{ds}.cycle": True, **VHS, **RAW},
-    # round 10 (round 9's probe): TF-VAEGAN's SYN_CUB H still rises after 120 passes of data,
-    # where BSeGN trains 56 epochs; 112 epochs did not help round 3's design (session 15), but
-    # the design shipped since generates differently (encoder noise, feedback). And all of
-    # TF-VAEGAN's practices (round 7: 49.9 at 56 epochs) trained as long as its code: its own
-    # curve is at 48-52 after 50-60 passes, so round 7 may have judged it early. Longer training
-    # cost the shipped design 2.7 (112) and 10.6 (224); TF-VAEGAN's practices gained 5.9 at 224
-    "cycle_v_vae_w03_enc_fb_e112": {**W03_ENC_FB, "train.{ds}.epochs": 112},
-    "cycle_v_vae_w03_enc_fb_e224": {**W03_ENC_FB, "train.{ds}.epochs": 224},
-    "cycle_v_vae_tfv_fb_e224": {**TFV, "train.{ds}.feedback": True, "train.{ds}.epochs": 224},
-    # TF-VAEGAN's decoder takes a step inside every critic iteration: 5 R steps per generator
-    # step, where ours takes 1. A better-trained R changes what the cycle term and the feedback
-    # module (R's hidden layer) tell the generator
-    "cycle_v_vae_w03_enc_fb_r5": {**W03_ENC_FB, "train.{ds}.decoder_steps": 5},
-    # and its decoder's output, scaled to unit norm like the class vectors (its AttDec), alone
-    # and with its pace: R's whole training as TF-VAEGAN's code has it, but for the fakes.
-    # The rule chose _r5_dn; its claim raised the honest H by 1.4, so SYN_CUB and CUB ship it
-    "cycle_v_vae_w03_enc_fb_dn": {**W03_ENC_FB, "train.{ds}.decoder_output": "l2norm"},
-    "cycle_v_vae_w03_enc_fb_r5_dn": R5_DN,
-    # TF-VAEGAN's encoder on the design CUB ships since round 10: its second layer (hidden,
-    # then 2 x noise dim), its own Adam (beta1 0.9, where E shares G's 0.5), both. Round 11:
-    # the rule chose _eopt; its claim raised honest H by 0.3 (within a seed's spread), and
-    # SYN_CUB and CUB shipped it until round 12
-    "cycle_v_vae_w03_enc_fb_r5_dn_el2": {**R5_DN, "train.{ds}.encoder_layers": 2},
-    "cycle_v_vae_w03_enc_fb_r5_dn_eopt": {**R5_DN, "train.{ds}.encoder_optimizer": "own"},
-    "cycle_v_vae_w03_enc_fb_r5_dn_el2_eopt": {**R5_DN, "train.{ds}.encoder_layers": 2,
-                                              "train.{ds}.encoder_optimizer": "own"},
-    # and the last difference in R's training: TF-VAEGAN's R also steps with G on the fakes'
-    # reconstruction (CUB, SUN, FLO; frozen on AWA). Round 11: within 0.1 of the shipped
-    "cycle_v_vae_w03_enc_fb_r5_dn_dcs": {**R5_DN, "train.{ds}.decoder_cycle_step": True},
-    # does CUB's decoder training carry over? On the designs SUN (unscaled), FLO and AWA2 ship.
-    # FLO's won its claim (+4.6 honest H; FLO ships it), AWA2's lost its claim, SUN's lost on
-    # validation (round 11)
-    "cycle_vhs_vae_raw_r5_dn": {**VHS_VAE_R5_DN, **RAW},
-    "cycle_vhs_r5_dn": {**OFF, "train.{ds}.cycle": True, **VHS, **TFV_DECODER},
-    "cycle_vhs_vae_r5_dn": VHS_VAE_R5_DN,  # AWA2's
-    # FLO's VAE collapse (U = 0, round 3): its first suspect, FLO's seen-class loss weight (0.1,
-    # ten times every other dataset's), at the others' 0.01. Round 11: still U = 0, not the cause
-    "cycle_vhs_vae_cls001": {**CYCLE_VAE, **VHS, "train.{ds}.cls_weight": 0.01},
-    # its second suspect: FLO's noise is as wide as its 1024-d text embeddings (noise_dim 0 means
-    # the attribute dim; CUB 312, SUN 102, AWA2 85). Encoded, so wide a z can carry the class
-    # itself, G may learn to ignore the class vector, and prior noise then gives every class the
-    # same features. Narrower noise on the design FLO ships, with the VAE (and without: _r5_dn)
-    "cycle_vhs_vae_r5_dn_nz312": {**VHS_VAE_R5_DN, "train.{ds}.noise_dim": 312},
-    "cycle_vhs_vae_r5_dn_nz128": {**VHS_VAE_R5_DN, "train.{ds}.noise_dim": 128},
-    # and the VAE term lighter (CUB's weight): on FLO it outweighs G's adversarial term 30 to 1.
-    # Round 12: at 1024-d noise it collapsed again, at 312-d and 128-d it trained (validation
-    # 85.7, 85.8 against 85.5 without the VAE); _nz128's claim lost (honest 79.2 against 79.8)
-    "cycle_vhs_vae_r5_dn_w03": {**VHS_VAE_R5_DN, "train.{ds}.vae_weight": 0.3},
-    # round 10's two CUB leaders together: all of TF-VAEGAN's practices at 224 epochs, with its
-    # decoder training. Round 11: validation 57.5, the best CUB row; its claim (finished in
-    # round 12): honest 59.2, test-selected 63.1: 3.9 apart, past issue 8's bound of 3
-    "cycle_v_vae_tfv_fb_r5_dn_e224": {**TFV_FB_R5_DN, "train.{ds}.epochs": 224},
-    # round 12, around that leader: where its curve peaks, and round 11's encoder optimiser on
-    # top of it. The rule chose _e168 (validation 58.4); its claim raised honest H by 5.1
-    # (60.8) and test-selected by 6.7 (63.2), so SYN_CUB and CUB ship it
-    "cycle_v_vae_tfv_fb_r5_dn_e112": {**TFV_FB_R5_DN, "train.{ds}.epochs": 112},
-    "cycle_v_vae_tfv_fb_r5_dn_e168": {**TFV_FB_R5_DN, "train.{ds}.epochs": 168},
-    "cycle_v_vae_tfv_fb_r5_dn_e336": {**TFV_FB_R5_DN, "train.{ds}.epochs": 336},
-    "cycle_v_vae_tfv_fb_r5_dn_eopt_e224": {**TFV_FB_R5_DN, "train.{ds}.epochs": 224,
-                                           "train.{ds}.encoder_optimizer": "own"},
+    "shipped": {},  # params.yaml as it is: base.method and every block it ships
+    **{m: {"base.method": m} for m in METHODS},  # each method with its published settings
+    # BSeGN without one module at a time, and with the FEM where its dataset has it off
+    "bsegn-fem": {**BSEGN, "train.{ds}.fem": False, "classify.{ds}.mfim_levels": Levels(drop="fem")},
+    "bsegn-s2f": {**BSEGN, "train.{ds}.fem_s2f": False},
+    "bsegn-balance": {**BSEGN, "train.{ds}.fem_balance": False},
+    "bsegn-fake_seen": {**BSEGN, "train.{ds}.fem_fake_seen": False},
+    "bsegn-cycle": {**BSEGN, "train.{ds}.cycle": False, "train.{ds}.decoder_cycle_step": False,
+                    "train.{ds}.feedback": False},
+    "bsegn-mfim": {**BSEGN, "classify.{ds}.mfim_levels": ["visual"]},
+    "bsegn+fem": {**BSEGN, "train.{ds}.fem": True, "classify.{ds}.mfim_levels": Levels(add="fem")},
 }
 
 
-def overrides(variant: str, dataset: str, extra: dict[str, object] | None = None) -> dict[str, object]:
-    """The variant's ``-S`` overrides for ``dataset``, then ``extra`` (same ``{ds}`` keys) on top."""
-    sets = {**VARIANTS[variant], **(extra or {})}
-    return {k.format(ds=dataset): v for k, v in sets.items()}
+def overrides(variant: str, dataset: str, extra: dict[str, object] | None = None,
+              params: dict | None = None) -> dict[str, object]:
+    """The variant's ``-S`` overrides for ``dataset``, then ``extra`` (same ``{ds}`` keys) on
+    top. A :class:`Levels` change is resolved against the variant's method on ``dataset``
+    (``params``: default params.yaml)."""
+    sets = {k.format(ds=dataset): v for k, v in {**VARIANTS[variant], **(extra or {})}.items()}
+    changes = {k: v for k, v in sets.items() if isinstance(v, Levels)}
+    if changes:
+        resolved = config.apply_overrides(params if params is not None else config.load_params(),
+                                          {k: v for k, v in sets.items() if k not in changes})
+        levels = config.stage_config(resolved, "classify", dataset).mfim_levels
+        sets.update({k: v.apply(levels) for k, v in changes.items()})
+    return sets
 
 
 def parse_set(text: str) -> tuple[str, object]:
@@ -353,7 +216,8 @@ def run_grid(params: dict, datasets: list[str], seeds: list[int], variants: list
             download.fetch_dataset(ds, cfg.sources[ds], raw, Path(cfg.cache_dir), cfg.timeout_s, cfg.retries)
             prepared = Path(tmp) / f"{ds}.npz"
             data.save_prepared(prepared, data.prepare(raw, prep_cfg))
-            jobs += [(params, v, ds, s, str(prepared), split, overrides(v, ds, extra)) for v in variants for s in seeds]
+            jobs += [(params, v, ds, s, str(prepared), split, overrides(v, ds, extra, params))
+                     for v in variants for s in seeds]
         # one thread per worker process when several share the cores (float sums may then
         # differ from a stage's in the last bits); one worker keeps the stages' thread count
         threads = 1 if workers > 1 else None
@@ -531,7 +395,8 @@ def main() -> None:
     rc.add_argument("--to", required=True, help="the record; created with the first CSV's header if absent")
     ch = sub.add_parser("choose", help="a validation screen's CSV -> the best variant per dataset")
     ch.add_argument("csv", help="the CSV of `run --split val`")
-    ch.add_argument("--exclude", nargs="*", default=["baseline"], help="variants not to choose (default: baseline)")
+    ch.add_argument("--exclude", nargs="*", default=[m for m in METHODS if m != "bsegn"],
+                    help="variants not to choose (default: the methods other than bsegn)")
     args = parser.parse_args()
 
     if args.cmd == "choose":

@@ -25,7 +25,8 @@ def _parts(s) -> dict:
     """Everything of a :class:`bsegn.trainer.TrainState` that training changes."""
     parts = {"generator": s.model.generator, "decoder": s.model.decoder, "fem": s.model.fem, "critic": s.D,
              "encoder": s.E, "seen_classifier": s.clf, "opt_g": s.opt_g, "opt_d": s.opt_d, "opt_r": s.opt_r,
-             "opt_f": s.opt_f, "feedback": s.model.feedback, "opt_fb": s.opt_fb}
+             "opt_f": s.opt_f, "feedback": s.model.feedback, "opt_fb": s.opt_fb,
+             "embedding": s.model.embedding, "comparator": s.comparator}  # CE-GZSL's; opt_d steps them
     return {k: v for k, v in parts.items() if v is not None}
 
 

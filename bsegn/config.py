@@ -7,9 +7,17 @@ that names it.
 Every error names the key that is wrong (``train.CUB.lr``) and what was expected, so a
 typo in ``dvc exp run -S`` fails at once instead of deep inside training.
 
-Sections with per-dataset settings (``train``, ``generate``, ``classify``) have a
-``common:`` block with every key and optional ``<DATASET>:`` blocks that override a few
-of them; :func:`stage_config` merges the two for one dataset.
+Sections with per-dataset settings (``train``, ``generate``, ``classify``) are resolved in
+layers by :func:`stage_config`, each overriding the one before (docs/methods.md):
+
+1. ``params.yaml`` ``<section>.common``: every key (the defaults);
+2. ``methods.yaml`` ``<method>.<section>``: the design of the method ``base.method`` selects;
+3. ``methods.yaml`` ``<method>.<DS>.<section>``: its published settings for benchmark ``DS``;
+4. ``params.yaml`` ``<section>.<DS>``: this project's settings for ``DS``, whatever the method;
+5. ``params.yaml`` ``<section>.SYN_<DS>``: those of the realistic benchmark alone.
+
+A realistic benchmark ``SYN_<DS>`` stands in for ``DS``, so layers 3 and 4 are ``DS``'s: it
+has no block of its own unless a user gives it one. An error names the layer a bad key is in.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ def _rng(lo=None, hi=None, choices=None):
 
 @dataclass(frozen=True)
 class BaseConfig:
+    method: str  # a method of methods.yaml: f-clswgan | f-vaegan | tf-vaegan | ce-gzsl | bsegn
     datasets: list[str]
     seeds: list[int]
     device: str = field(metadata=_rng(choices=("auto", "cpu", "cuda")))
@@ -185,6 +194,17 @@ class TrainConfig:
     fem_hidden: int = field(metadata=_rng(lo=1))
     balance_weight: float = field(metadata=_rng(lo=0.0))
     fem_weight: float = field(metadata=_rng(lo=0.0))  # FEM loss on the generator
+    # CE-GZSL's contrastive embedding (Han et al., CVPR 2021; docs/METHOD.md): an embedding net
+    # x -> h -> z, trained in the critic step on real features (with D's Adam, unweighted
+    # losses), whose two contrastive losses also reach G on its fakes
+    embed: bool
+    embed_dim: int = field(metadata=_rng(lo=1))  # width of the embedding h (its embedSize)
+    embed_out_dim: int = field(metadata=_rng(lo=1))  # width of the L2-normalised projection z (outzSize)
+    embed_hidden: int = field(metadata=_rng(lo=1))  # hidden units of the comparator F(h, a) (nhF)
+    embed_ins_weight: float = field(metadata=_rng(lo=0.0))  # instance-level loss on G (ins_weight)
+    embed_ins_temperature: float = field(metadata=_rng(lo=1e-4))  # its temperature (ins_temp)
+    embed_cls_weight: float = field(metadata=_rng(lo=0.0))  # class-level loss on G (cls_weight)
+    embed_cls_temperature: float = field(metadata=_rng(lo=1e-4))  # its temperature (cls_temp)
     checkpoint_every: int = field(metadata=_rng(lo=0))  # epochs between checkpoints; 0 = none
 
 
@@ -210,7 +230,7 @@ class ClassifyConfig:
     calibration: bool  # also report calibrated stacking, its constant chosen on validation
 
 
-MFIM_LEVELS = ("visual", "hidden", "semantic", "fem")
+MFIM_LEVELS = ("visual", "hidden", "semantic", "fem", "embedding")  # embedding: CE-GZSL's h (train.embed)
 PER_DATASET_SECTIONS = {"train": TrainConfig, "generate": GenerateConfig, "classify": ClassifyConfig}
 
 
@@ -286,16 +306,29 @@ def _build(cls: type, raw: Any, where: str):
     return cls(**kwargs)
 
 
-def load_params(path: str | Path = "params.yaml") -> dict:
-    path = Path(path)
+METHODS_FILE = "methods.yaml"
+
+
+def _read_yaml(path: Path, what: str) -> dict:
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: parameters file not found") from None
+        raise ConfigError(f"{path}: {what} file not found") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at top level")
+        raise ConfigError(f"{path}: expected a mapping at top level")
+    return raw
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    """params.yaml, with the methods of the ``methods.yaml`` beside it under ``"methods"``
+    (so one dict holds every layer, and ``apply_overrides`` reaches both files)."""
+    path = Path(path)
+    raw = _read_yaml(path, "parameters")
+    if "methods" in raw:
+        raise ConfigError(f"{path}: section 'methods' belongs in {METHODS_FILE}, beside params.yaml")
+    raw["methods"] = _read_yaml(path.parent / METHODS_FILE, "methods")
     return raw
 
 
@@ -322,6 +355,7 @@ def _section(params: dict, name: str) -> Any:
 
 def base_config(params: dict) -> BaseConfig:
     cfg = _build(BaseConfig, _section(params, "base"), "base")
+    method_name(params)  # one of methods.yaml's
     if not cfg.datasets:
         raise ConfigError("base.datasets: must list at least one dataset")
     if not cfg.seeds:
@@ -374,8 +408,66 @@ def prepare_config(params: dict) -> PrepareConfig:
     return _build(PrepareConfig, _section(params, "prepare"), "prepare")
 
 
+def benchmark_of(dataset: str) -> str | None:
+    """The real benchmark whose settings ``dataset`` takes: itself, ``DS`` for a realistic
+    ``SYN_DS``, None for the embedded ``SYN``/``SYN_SHIFT`` (no published settings)."""
+    name = dataset.removeprefix("SYN_")
+    return name if name in KNOWN_BENCHMARKS else None
+
+
+def _methods(params: dict) -> dict:
+    methods = params.get("methods")
+    if not isinstance(methods, dict) or not methods:
+        raise ConfigError(f"{METHODS_FILE}: no methods (expected a mapping method -> settings)")
+    allowed = set(PER_DATASET_SECTIONS) | set(KNOWN_BENCHMARKS)
+    for name, m in methods.items():
+        if not isinstance(m, dict):
+            raise ConfigError(f"{METHODS_FILE}: {name}: expected a mapping of sections and benchmarks")
+        unknown = sorted(set(m) - allowed)
+        if unknown:
+            raise ConfigError(f"{METHODS_FILE}: {name}.{unknown[0]}: not a section or benchmark; "
+                              f"expected {sorted(PER_DATASET_SECTIONS)} or {list(KNOWN_BENCHMARKS)}")
+        for ds in KNOWN_BENCHMARKS:
+            block = m.get(ds) or {}
+            bad = sorted(set(block) - set(PER_DATASET_SECTIONS)) if isinstance(block, dict) else ["(not a mapping)"]
+            if bad:
+                raise ConfigError(f"{METHODS_FILE}: {name}.{ds}.{bad[0]}: expected sections {sorted(PER_DATASET_SECTIONS)}")
+    return methods
+
+
+def method_name(params: dict) -> str:
+    """``base.method``, checked against the methods of methods.yaml."""
+    base = _section(params, "base")
+    method = base.get("method") if isinstance(base, dict) else None
+    methods = _methods(params)
+    if method not in methods:
+        raise ConfigError(f"base.method: expected one of {list(methods)} (the methods of {METHODS_FILE}), "
+                          f"got {method!r}")
+    return method
+
+
+def layers(params: dict, section: str, dataset: str) -> list[tuple[str, dict]]:
+    """The override layers of ``section`` for ``dataset`` over ``common``, lowest first, each
+    with the name errors give it (module docstring); absent layers are left out."""
+    raw = _section(params, section)
+    method = method_name(params)
+    spec = params["methods"][method]
+    bench = benchmark_of(dataset)
+    out = [(f"{METHODS_FILE}: {method}.{section}", spec.get(section))]
+    if bench is not None:
+        out.append((f"{METHODS_FILE}: {method}.{bench}.{section}", (spec.get(bench) or {}).get(section)))
+        if bench != dataset:
+            out.append((f"{section}.{bench}", raw.get(bench)))
+    out.append((f"{section}.{dataset}", raw.get(dataset)))
+    for where, block in out:
+        if block is not None and not isinstance(block, dict):
+            raise ConfigError(f"{where}: expected a mapping of overrides, got {block!r}")
+    return [(where, block) for where, block in out if block]
+
+
 def stage_config(params: dict, section: str, dataset: str):
-    """The ``section`` settings for ``dataset``: ``common`` merged with its overrides."""
+    """The ``section`` settings for ``dataset`` under ``base.method``: ``common`` with the
+    layers of :func:`layers` applied in order."""
     cls = PER_DATASET_SECTIONS[section]
     raw = _section(params, section)
     if not isinstance(raw, dict) or "common" not in raw:
@@ -388,13 +480,12 @@ def stage_config(params: dict, section: str, dataset: str):
             raise ConfigError(f"{section}.{key}: no dataset '{key}' in download.sources (known: {sorted(known)})")
         if not isinstance(raw[key], dict):
             raise ConfigError(f"{section}.{key}: expected a mapping of overrides")
-    common = _build(cls, raw["common"], f"{section}.common")
-    override = raw.get(dataset) or {}
-    # common is valid (checked above), so any error in the merged block comes from the
-    # dataset's override and is reported under its name, e.g. train.CUB.lr
-    merged = {**dataclasses.asdict(common), **override}
-    where = f"{section}.{dataset}" if override else f"{section}.common"
-    cfg = _build(cls, merged, where)
+    where = f"{section}.common"
+    cfg = _levels_checked(_build(cls, raw["common"], where), where)
+    # each layer is checked on top of the valid ones below it, so an error in the merged
+    # block comes from that layer and is reported under its name, e.g. train.CUB.lr
+    for where, block in layers(params, section, dataset):
+        cfg = _levels_checked(_build(cls, {**dataclasses.asdict(cfg), **block}, where), where)
     if section == "train" and cfg.encoded_noise and not cfg.vae:
         raise ConfigError(f"{where}.encoded_noise: needs the encoder (vae: true), which makes the noise")
     if section == "train" and cfg.decoder_cycle_step and not cfg.cycle:
@@ -403,7 +494,13 @@ def stage_config(params: dict, section: str, dataset: str):
     if section == "train" and cfg.vae_loss == "bce" and cfg.generator_output != "sigmoid":
         raise ConfigError(f"{where}.vae_loss: 'bce' needs generator_output: sigmoid "
                           f"(got {cfg.generator_output!r}, whose outputs are not in [0, 1])")
-    if section == "classify":
+    return cfg
+
+
+def _levels_checked(cfg, where: str):
+    """``cfg`` if its mFIM levels (classify) are known ones; checked per layer, so that a
+    bad level in ``common`` is reported even where a method sets its own."""
+    if isinstance(cfg, ClassifyConfig):
         for lvl in cfg.mfim_levels:
             if lvl not in MFIM_LEVELS:
                 raise ConfigError(f"{where}.mfim_levels: unknown level {lvl!r}; known: {list(MFIM_LEVELS)}")
@@ -423,6 +520,9 @@ def validate_all(params: dict) -> None:
         if "fem" in cfg["classify"].mfim_levels and not cfg["train"].fem:
             raise ConfigError(f"classify.{name}.mfim_levels includes 'fem' but train.{name}.fem is false: "
                               "turn the FEM on or drop the level")
+        if "embedding" in cfg["classify"].mfim_levels and not cfg["train"].embed:
+            raise ConfigError(f"classify.{name}.mfim_levels includes 'embedding' but train.{name}.embed is false: "
+                              "turn CE-GZSL's embedding on or drop the level")
         if cfg["train"].vae_loss == "bce" and prep.feature_scaling != "minmax":
             raise ConfigError(f"train.{name}.vae_loss is 'bce' but prepare.feature_scaling is not 'minmax': "
                               "the binary cross-entropy needs training features in [0, 1]")

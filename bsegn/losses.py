@@ -53,6 +53,38 @@ def contrastive_s2f(emb: torch.Tensor, att: torch.Tensor, y: torch.Tensor, tempe
     return (per_class * present).sum() / present.sum()
 
 
+def supervised_contrastive(z: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Tensor:
+    """CE-GZSL's instance-level loss: the supervised contrastive loss (Khosla et al., 2020) over
+    the unit-norm projections ``z``: (n, d) of classes ``y``: (n,).
+
+    Anchor i is compared with every other row j (itself left out of the softmax) by
+    ``z_i . z_j / tau``; its positives P(i) are the other rows of its class, and
+    ``L_i = -1/|P(i)| sum_{p in P(i)} log softmax_{j != i}(z_i . z_j / tau)_p``.
+    The loss is the mean of L_i over the anchors that have a positive (a row alone with its
+    class in the batch has nothing to be pulled to, and is left out, as in CE-GZSL's
+    ``SupConLoss_clear``); 0 if no anchor has one. Fixed shapes, no host sync.
+    """
+    n = z.shape[0]
+    self_pair = torch.eye(n, dtype=torch.bool, device=z.device)
+    log_p = (z @ z.T / temperature).masked_fill(self_pair, float("-inf")).log_softmax(dim=1)  # (n, n)
+    pos = (y[:, None] == y[None, :]) & ~self_pair
+    count = pos.sum(1).to(z.dtype)  # (n,) positives of each anchor
+    zero = torch.zeros((), dtype=z.dtype, device=z.device)
+    per_anchor = -torch.where(pos, log_p, zero).sum(1) / count.clamp_min(1.0)
+    has_pos = (count > 0).to(z.dtype)
+    return (per_anchor * has_pos).sum() / has_pos.sum().clamp_min(1.0)
+
+
+def class_contrastive(scores: torch.Tensor, y_idx: torch.Tensor, temperature: float) -> torch.Tensor:
+    """CE-GZSL's class-level loss: each embedding's comparator scores against every seen class,
+    divided by ``temperature``, its own class the positive: a cross-entropy.
+
+    ``scores``: (n, n_seen), :meth:`bsegn.nets.Comparator.scores`; ``y_idx``: (n,) positions in
+    the seen classes.
+    """
+    return F_.cross_entropy(scores / temperature, y_idx)
+
+
 def domain_log_mass(logits: torch.Tensor, unseen_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """log of the softmax mass on seen classes and on unseen classes, each (n,)."""
     total = logits.logsumexp(dim=1)

@@ -5,7 +5,9 @@ The final classifier's input concatenates several views of a feature x:
 * ``visual``:   x itself;
 * ``hidden``:   the cycle branch's hidden activations h(x) (R's first layer);
 * ``semantic``: the cycle branch's reconstructed semantics R(x);
-* ``fem``:      the FEM embedding F(x) (only when the FEM was trained).
+* ``fem``:      the FEM embedding F(x) (only when the FEM was trained);
+* ``embedding``: CE-GZSL's embedding h(x) (only with ``train.embed``). CE-GZSL's own final
+  classifier reads h alone: ``mfim_levels: [embedding]`` with ``mfim_scaling: none``.
 
 Each level is multiplied by ``mean||x|| / mean||level||`` (means over the classifier's
 training set), so every block has the visual block's mean norm and none dominates; with
@@ -37,6 +39,11 @@ def levels(model: GenerativeModel, x: torch.Tensor, names: list[str]) -> list[to
                     raise ConfigError("classify.mfim_levels includes 'fem' but the model was trained with "
                                       "train.fem: false; turn the FEM on or drop the level")
                 out.append(model.fem(x))
+            elif name == "embedding":
+                if model.embedding is None:
+                    raise ConfigError("classify.mfim_levels includes 'embedding' but the model was trained with "
+                                      "train.embed: false; turn CE-GZSL's embedding on or drop the level")
+                out.append(model.embedding(x)[0])
             else:
                 raise ConfigError(f"classify.mfim_levels: unknown level {name!r}")
     return out

@@ -15,7 +15,7 @@ import torch
 
 from .config import TrainConfig
 from .io import atomic_path
-from .nets import FEM, Feedback, Generator, SemanticDecoder
+from .nets import FEM, ContrastiveEmbedding, Feedback, Generator, SemanticDecoder
 
 
 @dataclass
@@ -27,9 +27,11 @@ class GenerativeModel:
     decoder: SemanticDecoder  # cycle branch R; always trained (cheap), used by the mFIM
     fem: FEM | None
     feedback: Feedback | None = None  # TF-VAEGAN's feedback module (train.feedback)
+    embedding: ContrastiveEmbedding | None = None  # CE-GZSL's embedding (train.embed), the mFIM's `embedding`
 
     def networks(self) -> list[torch.nn.Module]:
-        return [net for net in (self.generator, self.decoder, self.fem, self.feedback) if net is not None]
+        return [net for net in (self.generator, self.decoder, self.fem, self.feedback, self.embedding)
+                if net is not None]
 
     def features(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """G(z, a): (n, d_noise), (n, d_att) -> (n, d_feat); with the feedback module, the
@@ -52,6 +54,7 @@ class GenerativeModel:
             "decoder": self.decoder.state_dict(),
             "fem": None if self.fem is None else self.fem.state_dict(),
             "feedback": None if self.feedback is None else self.feedback.state_dict(),
+            "embedding": None if self.embedding is None else self.embedding.state_dict(),
         }
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:  # via a handle: torch would embed the (random) temp name
@@ -68,6 +71,8 @@ class GenerativeModel:
             model.fem.load_state_dict(payload["fem"])
         if model.feedback is not None:
             model.feedback.load_state_dict(payload["feedback"])
+        if model.embedding is not None:
+            model.embedding.load_state_dict(payload["embedding"])
         for net in model.networks():
             net.to(device).eval()
         return model
@@ -77,8 +82,10 @@ def build_model(cfg: TrainConfig, d_noise: int, d_att: int, d_feat: int) -> Gene
     fem = FEM(d_feat, d_att, cfg.fem_hidden) if cfg.fem else None
     G = Generator(d_noise, d_att, cfg.hidden, d_feat, cfg.generator_output)
     R = SemanticDecoder(d_feat, d_att, cfg.hidden, cfg.decoder_output)
-    feedback = Feedback(cfg.hidden) if cfg.feedback else None  # built last: G and R start as without it
-    return GenerativeModel(cfg, G, R, fem, feedback)
+    feedback = Feedback(cfg.hidden) if cfg.feedback else None  # built after G and R: they start as without it
+    # CE-GZSL's embedding, built after them all for the same reason
+    embedding = ContrastiveEmbedding(d_feat, cfg.embed_dim, cfg.embed_out_dim) if cfg.embed else None
+    return GenerativeModel(cfg, G, R, fem, feedback, embedding)
 
 
 @torch.no_grad()

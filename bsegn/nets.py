@@ -8,6 +8,8 @@
 * ``Feedback``   F_b(h) -> a correction of G's hidden layer from R's hidden layer (TF-VAEGAN)
 * ``FEM``        F(x) -> e in semantic space, scored against every class vector
 * ``SoftmaxClassifier`` a linear layer; also the frozen seen-class classifier of f-CLSWGAN
+* ``ContrastiveEmbedding`` x -> (h, z): CE-GZSL's embedding h and its unit-norm projection z
+* ``Comparator`` F(h, a) -> score: CE-GZSL's class-level relevance of an embedding to a class
 """
 
 from __future__ import annotations
@@ -133,3 +135,44 @@ class SoftmaxClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x)  # (n, n_classes) logits
+
+
+class ContrastiveEmbedding(nn.Module):
+    """CE-GZSL's embedding net: ``h = ReLU(W1 x)`` (the space its final classifier reads) and
+    ``z = normalize(W2 h)``, the projection its instance-level contrastive loss compares."""
+
+    def __init__(self, d_feat: int, d_embed: int, d_out: int):
+        super().__init__()
+        self.hidden = nn.Sequential(nn.Linear(d_feat, d_embed), nn.ReLU())
+        self.project = nn.Linear(d_embed, d_out)
+        _init(self)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.hidden(x)  # (n, d_embed)
+        return h, F_.normalize(self.project(h), dim=1)  # z: (n, d_out), unit rows
+
+
+class Comparator(nn.Module):
+    """CE-GZSL's comparator F: the concatenation ``[h, a]`` -> one LeakyReLU hidden layer -> a
+    relevance score. :meth:`scores` rates every embedding against every class vector."""
+
+    def __init__(self, d_embed: int, d_att: int, d_hidden: int):
+        super().__init__()
+        self.d_embed = d_embed
+        self.net = nn.Sequential(nn.Linear(d_embed + d_att, d_hidden), nn.LeakyReLU(0.2), nn.Linear(d_hidden, 1))
+        _init(self)
+
+    def forward(self, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([h, a], dim=1)).squeeze(1)  # (n,) one score per (h_i, a_i) pair
+
+    def scores(self, h: torch.Tensor, att: torch.Tensor) -> torch.Tensor:
+        """``h``: (n, d_embed), ``att``: (m, d_att) -> (n, m) with ``[i, c] = F(h_i, a_c)``.
+
+        The first layer is linear in the concatenation, ``W [h; a] + b = W_h h + W_a a + b``, so
+        the two halves are multiplied once each and added pairwise: the scores of the n * m
+        concatenated rows (up to float summation order) without building those rows.
+        """
+        first, act, last = self.net
+        w_h, w_a = first.weight[:, :self.d_embed], first.weight[:, self.d_embed:]
+        pre = (h @ w_h.T)[:, None, :] + (att @ w_a.T + first.bias)[None, :, :]  # (n, m, d_hidden)
+        return last(act(pre)).squeeze(2)

@@ -9,7 +9,7 @@ the host after every iteration. The decoder step never changed and is shared (it
 imported from the trainer), as are the networks, the loss functions and the random
 draws (same order, same per-run generator) with the fast trainer, so on the CPU the two give
 the same losses to float tolerance. Options added since (``encoded_noise``, ``gp_adaptive``,
-``vae_loss``, ``feedback``) are added here too, in the same one-call-at-a-time style, so the
+``vae_loss``, ``feedback``, ``embed``) are added here too, in the same one-call-at-a-time style, so the
 tests cover them. Do not use it for real runs.
 """
 
@@ -25,7 +25,7 @@ from .config import TrainConfig
 from .data import Benchmark
 from .model import GenerativeModel
 from .trainer import (EpochHook, TrainState, _finish, _step, _step_generator, adapt_gp_weight, decoder_step,
-                      fem_loss, setup)
+                      embed_terms, fem_loss, setup)
 
 
 def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
@@ -37,8 +37,14 @@ def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
     x_hat = (alpha * xb + (1 - alpha) * fb).requires_grad_(True)
     grad, = torch.autograd.grad(s.D(x_hat, a).sum(), x_hat, create_graph=True)
     gp = ((grad.norm(2, dim=1) - 1) ** 2).mean()
-    _step(s.opt_d, -wdist + s.gp_weight * gp)
-    return {"wasserstein": wdist, "gp": gp.detach()}
+    loss = -wdist + s.gp_weight * gp
+    logs = {"wasserstein": wdist, "gp": gp.detach()}
+    if s.cfg.embed:
+        h, z = s.model.embedding(xb)
+        logs["embed_ins"], logs["embed_cls"] = embed_terms(s, h, yb, z, yb)
+        loss = loss + logs["embed_ins"] + logs["embed_cls"]
+    _step(s.opt_d, loss)
+    return logs
 
 
 def fem_step(s: TrainState) -> dict[str, torch.Tensor]:
@@ -83,6 +89,13 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
     if cfg.fem:
         logs["g_fem"] = fem_loss(s, torch.cat([fs, fu]), torch.cat([yb, ub]), for_generator=True)
         loss = loss + cfg.fem_weight * logs["g_fem"]
+    if cfg.embed:
+        h_fake, z_fake = s.model.embedding(fs)
+        with torch.no_grad():
+            z_real = s.model.embedding(xb)[1]
+        logs["g_embed_ins"], logs["g_embed_cls"] = embed_terms(s, h_fake, yb, torch.cat([z_fake, z_real]),
+                                                               torch.cat([yb, yb]))
+        loss = loss + cfg.embed_ins_weight * logs["g_embed_ins"] + cfg.embed_cls_weight * logs["g_embed_cls"]
     _step_generator(s, loss)
     return logs
 

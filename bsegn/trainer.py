@@ -7,8 +7,13 @@ One iteration (docs/METHOD.md, "Training schedule"):
    (the cycle branch), each on a fresh batch;
 3. if ``fem``: one FEM step on real seen + freshly generated *unseen* features, with the
    bidirectional contrastive and balance losses; the fakes are detached, so G is not moved;
-4. one generator step: adversarial loss (+ VAE, classification, cycle and FEM losses);
-   only G (and E, and the feedback module F_b) are stepped; D, R, F and the seen classifier stay.
+4. one generator step: adversarial loss (+ VAE, classification, cycle, FEM and CE-GZSL
+   losses); only G (and E, and the feedback module F_b) are stepped; D, R, F, the embedding
+   net, its comparator and the seen classifier stay.
+
+With ``embed`` (CE-GZSL), the critic steps also train CE-GZSL's embedding net and its
+comparator on the real batch: the critic's loss gains the (unweighted) instance- and
+class-level contrastive losses, and the critic's Adam steps them with D, as CE-GZSL's code does.
 
 Speed (docs/METHOD.md, "Fast training"): the data live on the device, every shape is
 fixed by the batch size, the losses are summed on the device (one host sync per epoch),
@@ -34,7 +39,7 @@ from .data import Benchmark
 from .errors import PipelineError
 from .model import GenerativeModel, build_model
 from .pipeline import RunConfig, Validation, run_generate, validation_syn_num
-from .nets import Critic, Encoder, SoftmaxClassifier, cosine_logits
+from .nets import Comparator, Critic, Encoder, SoftmaxClassifier, cosine_logits
 from .progress import Progress
 from .runtime import seed_everything
 
@@ -90,6 +95,8 @@ class TrainState:
     opt_fb: torch.optim.Optimizer | None  # the feedback module's, stepped with the generator
     gen: torch.Generator  # this run's random stream for batches, noise and interpolates
     gp_weight: torch.Tensor  # 0-d, on the device: cfg.gp_weight, moved by gp_adaptive
+    seen: torch.Tensor | None = None  # (n_seen,) seen class ids, in seen_index order
+    comparator: Comparator | None = None  # CE-GZSL's F(h, a) (train.embed): trained with D, and like D not saved
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(len(self.x), (self.cfg.batch_size,), device=self.x.device, generator=self.gen)
@@ -143,21 +150,28 @@ def setup(bench: Benchmark, cfg: TrainConfig, device: torch.device, fast: bool =
         net.to(device)
     D = Critic(bench.d_feat, bench.d_att, cfg.hidden).to(device)
     E = Encoder(bench.d_feat, bench.d_att, cfg.hidden, d_noise, cfg.encoder_layers).to(device) if cfg.vae else None
+    # CE-GZSL's comparator: after D and E, so they start as without it
+    comparator = Comparator(cfg.embed_dim, bench.d_att, cfg.embed_hidden).to(device) if cfg.embed else None
     g_params = [{"params": list(model.generator.parameters())}]
     if E is not None:  # own: TF-VAEGAN's separate Adam for E, PyTorch's default beta1; same step
         betas = (0.9, 0.999) if cfg.encoder_optimizer == "own" else (cfg.beta1, 0.999)
         g_params.append({"params": list(E.parameters()), "betas": betas})
     gen = torch.Generator(device).manual_seed(int(torch.randint(2 ** 62, ())))
     clf = pretrain_seen_classifier(x, seen_index[y], len(seen), cfg, gen) if cfg.cls_weight > 0 else None
+    d_params = list(D.parameters())
+    if comparator is not None:  # CE-GZSL steps its embedding net and comparator with the critic's Adam
+        d_params += [*model.embedding.parameters(), *comparator.parameters()]
     return TrainState(
         cfg, x, y, att, unseen, unseen_mask, seen_index, model, D, E, clf,
         opt_g=_adam(g_params, cfg.lr, cfg.beta1, fast),
-        opt_d=_adam(D.parameters(), cfg.lr, cfg.beta1, fast),
+        opt_d=_adam(d_params, cfg.lr, cfg.beta1, fast),
         opt_r=_adam(model.decoder.parameters(), cfg.decoder_lr, cfg.beta1, fast),
         opt_f=_adam(model.fem.parameters(), cfg.fem_lr, cfg.beta1, fast) if model.fem is not None else None,
         opt_fb=_adam(model.feedback.parameters(), cfg.feedback_lr, cfg.beta1, fast) if model.feedback else None,
         gen=gen,
         gp_weight=torch.tensor(cfg.gp_weight, device=device),
+        seen=seen,
+        comparator=comparator,
     )
 
 
@@ -181,8 +195,20 @@ def fem_loss(s: TrainState, feats: torch.Tensor, labels: torch.Tensor, for_gener
     return loss
 
 
+def embed_terms(s: TrainState, h: torch.Tensor, h_labels: torch.Tensor, z: torch.Tensor,
+                z_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CE-GZSL's two losses: instance-level over the projections ``z`` (of classes ``z_labels``),
+    class-level over the embeddings ``h`` (of seen classes ``h_labels``), each scored by the
+    comparator against every seen class's semantic vector."""
+    cfg = s.cfg
+    ins = losses.supervised_contrastive(z, z_labels, cfg.embed_ins_temperature)
+    scores = s.comparator.scores(h, s.att[s.seen])  # (n, n_seen)
+    return ins, losses.class_contrastive(scores, s.seen_index[h_labels], cfg.embed_cls_temperature)
+
+
 def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
-    """WGAN-GP critic update on real vs generated seen features; moves only D.
+    """WGAN-GP critic update on real vs generated seen features; moves only D (and with
+    ``embed`` CE-GZSL's embedding net and comparator, on their losses over the real batch).
 
     Real, generated and interpolated features go through D as one batch: one read of
     D's weights instead of three (the rows do not interact, so the values are the same).
@@ -190,8 +216,14 @@ def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
     xb, yb = s.batch()
     fb = s.critic_fake(xb, yb)
     wdist, gp = losses.wgan_critic_terms(s.D, xb, fb, s.att[yb], s.gen)
-    _step(s.opt_d, -wdist + s.gp_weight * gp)
-    return {"wasserstein": wdist, "gp": gp.detach()}
+    loss = -wdist + s.gp_weight * gp
+    logs = {"wasserstein": wdist, "gp": gp.detach()}
+    if s.cfg.embed:  # CE-GZSL: unweighted, on the real features only
+        h, z = s.model.embedding(xb)
+        logs["embed_ins"], logs["embed_cls"] = embed_terms(s, h, yb, z, yb)
+        loss = loss + logs["embed_ins"] + logs["embed_cls"]
+    _step(s.opt_d, loss)
+    return logs
 
 
 def adapt_gp_weight(s: TrainState, gp_mean: torch.Tensor) -> None:
@@ -243,7 +275,8 @@ def fem_step(s: TrainState) -> dict[str, torch.Tensor]:
 
 
 def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
-    """Generator (and encoder, and F_b) update; D, R, F and the seen classifier are not stepped.
+    """Generator (and encoder, and F_b) update; D, R, F, CE-GZSL's embedding net and comparator
+    and the seen classifier are not stepped.
 
     The fake seen features, the VAE reconstructions and the fake unseen features come from
     one pass of G, and the cycle loss sends seen and unseen fakes through R together (the
@@ -287,6 +320,11 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
     if cfg.fem:
         logs["g_fem"] = fem_loss(s, torch.cat([fs, fu]), torch.cat([yb, ub]), for_generator=True)
         loss = loss + cfg.fem_weight * logs["g_fem"]
+    if cfg.embed:  # the fakes and the real batch through the embedding net in one pass
+        h, z = s.model.embedding(torch.cat([fs, xb]))
+        z = torch.cat([z[:B], z[B:].detach()])  # the real projections are the fakes' fixed contrast
+        logs["g_embed_ins"], logs["g_embed_cls"] = embed_terms(s, h[:B], yb, z, torch.cat([yb, yb]))
+        loss = loss + cfg.embed_ins_weight * logs["g_embed_ins"] + cfg.embed_cls_weight * logs["g_embed_cls"]
     _step_generator(s, loss)
     return logs
 
@@ -335,7 +373,10 @@ DIVERGED = 1e8  # an epoch-mean loss beyond this is a run gone wrong (normal los
 LOSS_PARAMS = {"wasserstein": "lr, gp_weight, critic_iters", "g_adv": "lr", "vae": "vae_weight, lr",
                "g_cls": "cls_weight", "g_cycle": "cycle_weight, decoder_lr", "g_fem": "fem_weight, fem_lr",
                "fem": "fem_lr, fem_temperature, balance_weight", "decoder": "decoder_lr",
-               "gp_weight": "gp_adaptive, gp_weight"}
+               "gp_weight": "gp_adaptive, gp_weight",
+               "embed_ins": "lr, embed_ins_temperature", "embed_cls": "lr, embed_cls_temperature, embed_hidden",
+               "g_embed_ins": "embed_ins_weight, embed_ins_temperature",
+               "g_embed_cls": "embed_cls_weight, embed_cls_temperature"}
 
 
 def check_finite(row: dict, label: str) -> None:

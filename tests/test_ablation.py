@@ -1,5 +1,7 @@
 """The ablation grid's plumbing: overrides, DVC queue commands, collecting experiments."""
 
+import dataclasses
+import json
 import os
 import re
 from pathlib import Path
@@ -19,32 +21,43 @@ def test_variant_overrides_apply_to_the_dataset_block():
     train, classify = stage_config(p, "train", "SYN"), stage_config(p, "classify", "SYN")
     assert train.fem and train.cycle and classify.mfim_levels == ["semantic", "fem"]
     assert stage_config(p, "train", "SYN").lr == stage_config(params, "train", "SYN").lr  # rest untouched
-    assert stage_config(params, "train", "SYN").fem  # shipped params: BSeGN; the original is not modified
-    base = apply_overrides(params, ablation.overrides("baseline", "SYN"))
-    # the baseline switches everything off explicitly, whatever params.yaml ships
+    base = apply_overrides(params, ablation.overrides("f-clswgan", "SYN"))
+    assert params["base"]["method"] == "bsegn"  # the original is not modified
     assert not stage_config(base, "train", "SYN").fem and not stage_config(base, "train", "SYN").cycle
     assert stage_config(base, "classify", "SYN").mfim_levels == ["visual"]
+    # one module off means the same on every dataset: the FEM level goes with the FEM
+    no_fem = apply_overrides(params, ablation.overrides("bsegn-fem", "SYN", params=params))
+    assert not stage_config(no_fem, "train", "SYN").fem
+    assert stage_config(no_fem, "classify", "SYN").mfim_levels == ["semantic"]
+    with_fem = apply_overrides(params, ablation.overrides("bsegn+fem", "SYN_CUB", params=params))
+    assert stage_config(with_fem, "train", "SYN_CUB").fem
+    assert stage_config(with_fem, "classify", "SYN_CUB").mfim_levels == ["visual", "fem"]
 
 
 # the design each realistic benchmark ships, and the variant its claim rows were measured as
-# (reports/realistic_runs.csv, renamed "bsegn" in reports/realistic.csv)
+# (reports/realistic_runs.csv, renamed "bsegn" in reports/realistic.csv). Those variants were
+# retired when variants became a method plus overrides; the designs they resolved to are
+# tests/claimed_designs.json (every train, generate and classify key, as resolved at 0a7e6b4)
 CLAIMED = {"SYN_CUB": "cycle_v_vae_tfv_fb_r5_dn_e168", "SYN_SUN": "cycle_vhs_vae_raw", "SYN_AWA2": "cycle_vhs_vae",
            "SYN_FLO": "cycle_vhs_r5_dn"}
+CLAIMED_DESIGNS = json.loads((ROOT / "tests" / "claimed_designs.json").read_text())
 
 
 @pytest.mark.parametrize("dataset", sorted(CLAIMED))
-def test_shipped_params_are_the_design_the_realistic_claim_measured(dataset):
-    """params.yaml and the claim cannot drift apart: the shipped variant (no overrides) and the
-    claimed one give the same train, generate and classify settings, and the real benchmark's
-    block ships the same design as its stand-in's."""
-    params = load_params("params.yaml")
-    shipped = apply_overrides(params, ablation.overrides("shipped", dataset))
-    claimed = apply_overrides(params, ablation.overrides(CLAIMED[dataset], dataset))
+def test_bsegn_is_the_design_the_realistic_claim_measured(dataset):
+    """methods.yaml's bsegn and the claim cannot drift apart: bsegn on the dataset resolves to
+    the claimed design key for key (keys added since take their defaults), and the real
+    benchmark gets the same design as its stand-in."""
+    params = apply_overrides(load_params("params.yaml"), {"base.method": "bsegn"})
     real = dataset.removeprefix("SYN_")
     for stage in ("train", "generate", "classify"):
-        assert stage_config(shipped, stage, dataset) == stage_config(claimed, stage, dataset)
+        resolved = dataclasses.asdict(stage_config(params, stage, dataset))
+        claimed = CLAIMED_DESIGNS[dataset][stage]
+        assert {k: resolved[k] for k in claimed} == claimed, stage
+        new = {k: v for k, v in resolved.items() if k not in claimed}
+        assert new == {k: v for k, v in params[stage]["common"].items() if k in new}, stage
         assert stage_config(params, stage, real) == stage_config(params, stage, dataset)
-    assert not stage_config(shipped, "train", dataset).fem  # off: it did not help (docs/METHOD.md)
+    assert not stage_config(params, "train", dataset).fem  # off: it did not help (docs/METHOD.md)
 
 
 @pytest.mark.parametrize("dataset", sorted(CLAIMED))
@@ -126,40 +139,29 @@ def _signed(v: float) -> str:
     return f"{v:+.1f}".replace("-", "\u2212")  # METHOD writes a minus sign, not a hyphen
 
 
-# what a dataset block may set besides design switches: the published per-dataset settings and
-# the embedded benchmarks' net sizes. A block key in neither list is a design switch that OFF
-# must reset, or the variants measured on that dataset inherit it.
-SETTINGS = {"epochs", "lr", "cls_weight", "cycle_weight", "decoder_lr", "fem_lr", "hidden", "fem_hidden",
-            "batch_size", "syn_num", "select_epochs", "feedback_weight", "feedback_lr"}
+# what params.yaml's dataset blocks may set: the embedded benchmarks' net sizes and the
+# protocol. A design switch or a published setting there would reach every method.
+SETTINGS = {"epochs", "lr", "decoder_lr", "fem_lr", "hidden", "fem_hidden", "batch_size", "embed_dim",
+            "embed_out_dim", "embed_hidden", "select_epochs"}
 
 
-def test_variants_do_not_inherit_the_design_a_dataset_block_ships():
-    """Every variant but "shipped" means the same training on every dataset, whatever its block
-    ships: with each block's design keys deleted, the resolved configs are unchanged."""
+def test_params_dataset_blocks_hold_no_method_design():
+    """A method's design and published settings live in methods.yaml alone: params.yaml's
+    dataset blocks set only SETTINGS, and only the embedded benchmarks set more than the protocol."""
     params = load_params("params.yaml")
-    bare = yaml.safe_load(yaml.safe_dump(params))
     for section in ("train", "generate", "classify"):
-        for ds, block in bare[section].items():
-            if ds == "common":
-                continue
-            assert set(block) <= SETTINGS | {k for s, k in ablation.DESIGN_KEYS if s == section}, (section, ds)
-            for s, key in ablation.DESIGN_KEYS:
-                if s == section:
-                    block.pop(key, None)
-    for variant in sorted(set(ablation.VARIANTS) - {"shipped"}):
-        for ds in [*CLAIMED, "CUB", "SYN"]:
-            for stage in ("train", "classify"):
-                shipped = stage_config(apply_overrides(params, ablation.overrides(variant, ds)), stage, ds)
-                assert shipped == stage_config(apply_overrides(bare, ablation.overrides(variant, ds)), stage, ds), (
-                    variant, ds, stage)
+        for ds, block in params[section].items():
+            if ds != "common":
+                assert set(block) <= SETTINGS, (section, ds, set(block) - SETTINGS)
+                assert ds in ("SYN", "SYN_SHIFT") or set(block) <= {"select_epochs"}, (section, ds)
 
 
 def test_queue_commands_are_dvc_exp_runs_with_set_params():
-    (cmd,) = ablation.queue_commands("SYN", [0, 1], ["fem_bidir"])
+    (cmd,) = ablation.queue_commands("SYN", [0, 1], ["bsegn-balance"])
     assert cmd[:5] == ["dvc", "exp", "run", "--queue", "-n"]
     sets = dict(arg.split("=", 1) for arg in cmd[6:] if arg != "-S")
     assert yaml.safe_load(sets["base.seeds"]) == [0, 1]
-    assert yaml.safe_load(sets["train.SYN.fem"]) is True
+    assert yaml.safe_load(sets["base.method"]) == "bsegn"
     assert yaml.safe_load(sets["train.SYN.fem_balance"]) is False
 
 
@@ -169,10 +171,10 @@ def test_collect_reads_exp_show_json():
             "SYN": {"T1": 60.0, "U": 40.0, "S": 90.0, "H": h}}}},
             "params": {"params.yaml": {"data": {"base": {"seeds": [0, 1, 2]}}}}}}
     shown = [{"rev": "workspace", "data": {"rev": "workspace"}, "experiments": [
-        {"revs": [rev("abl-fem-SYN", 50.0)]}, {"revs": [rev("abl-cycle+mfim-SYN", 45.0)]},
+        {"revs": [rev("abl-bsegn-fem-SYN", 50.0)]}, {"revs": [rev("abl-tf-vaegan-SYN", 45.0)]},
         {"revs": [rev("abl-bsegn-s2f-SYN_SHIFT", 40.0)]}]}]
     df = ablation.collect_experiments(shown)
-    assert list(df["variant"]) == ["fem", "cycle+mfim", "bsegn-s2f"]
+    assert list(df["variant"]) == ["bsegn-fem", "tf-vaegan", "bsegn-s2f"]
     assert list(df["H"]) == [50.0, 45.0, 40.0] and set(df["seeds"]) == {3}
 
 
@@ -191,10 +193,10 @@ def test_run_grid_reports_each_finished_run_in_job_order(tmp_path, monkeypatch):
         "train.SYN.epochs": 1, "train.SYN.hidden": 16, "train.SYN.fem_hidden": 16, "train.SYN.cls_pretrain_epochs": 1,
         "generate.SYN.syn_num": 5, "classify.SYN.epochs": 1, "classify.SYN.calibration": False})
     seen: list[list[tuple]] = []
-    df = ablation.run_grid(params, ["SYN"], [0, 1], ["baseline"], workers=1,
+    df = ablation.run_grid(params, ["SYN"], [0, 1], ["f-clswgan"], workers=1,
                            on_row=lambda d: seen.append(list(zip(d["variant"], d["seed"]))))
-    assert list(zip(df["variant"], df["seed"])) == [("baseline", 0), ("baseline", 1)]
-    assert seen == [[("baseline", 0)], [("baseline", 0), ("baseline", 1)]]
+    assert list(zip(df["variant"], df["seed"])) == [("f-clswgan", 0), ("f-clswgan", 1)]
+    assert seen == [[("f-clswgan", 0)], [("f-clswgan", 0), ("f-clswgan", 1)]]
     assert {"H", "H_test_selected"} <= set(df.columns)
 
 
@@ -204,12 +206,12 @@ def test_a_variant_from_a_variants_file_reaches_the_spawned_workers(tmp_path, mo
     the baseline's overrides gives the baseline's numbers."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(ablation, "VARIANTS", dict(ablation.VARIANTS))
-    (tmp_path / "extra.yaml").write_text(yaml.safe_dump({"my_baseline": ablation.VARIANTS["baseline"]}))
-    assert ablation.load_variants(str(tmp_path / "extra.yaml")) == ["my_baseline"]
+    (tmp_path / "extra.yaml").write_text(yaml.safe_dump({"my_clswgan": ablation.VARIANTS["f-clswgan"]}))
+    assert ablation.load_variants(str(tmp_path / "extra.yaml")) == ["my_clswgan"]
     params = apply_overrides(load_params(ROOT / "params.yaml"), {
         "train.SYN.epochs": 1, "train.SYN.hidden": 16, "train.SYN.fem_hidden": 16, "train.SYN.cls_pretrain_epochs": 1,
         "generate.SYN.syn_num": 5, "classify.SYN.epochs": 1, "classify.SYN.calibration": False})
-    df = ablation.run_grid(params, ["SYN"], [0], ["baseline", "my_baseline"], workers=2)
+    df = ablation.run_grid(params, ["SYN"], [0], ["f-clswgan", "my_clswgan"], workers=2)
     base, mine = df.drop(columns="variant").to_dict("records")
     assert mine == base
 
@@ -222,7 +224,7 @@ def test_val_screen_scores_the_validation_choices_and_spreads_over_gpus(tmp_path
         "generate.SYN.syn_num": 5, "classify.SYN.epochs": 3})
     extra = dict([ablation.parse_set('classify.{ds}.select_epochs="val"')])
     assert extra == {"classify.{ds}.select_epochs": "val"}
-    df = ablation.run_grid(params, ["SYN"], [0], ["baseline"], workers=1, split="val", extra=extra)
+    df = ablation.run_grid(params, ["SYN"], [0], ["f-clswgan"], workers=1, split="val", extra=extra)
     (row,) = df.to_dict("records")
     assert row["split"] == "val" and 1 <= row["epochs_gzsl"] <= 3 and 1 <= row["epochs_zsl"] <= 3
     assert {"T1", "U", "S", "H", "U_cs", "S_cs", "H_cs", "gamma"} <= set(row)
@@ -230,7 +232,7 @@ def test_val_screen_scores_the_validation_choices_and_spreads_over_gpus(tmp_path
     with pytest.raises(ValueError, match="KEY=VALUE"):
         ablation.parse_set("classify.SYN.epochs")
     with pytest.raises(ValueError, match="split"):
-        ablation.run_grid(params, ["SYN"], [0], ["baseline"], workers=1, split="train")
+        ablation.run_grid(params, ["SYN"], [0], ["f-clswgan"], workers=1, split="train")
 
 
 def test_workers_take_gpus_round_robin(monkeypatch):
@@ -283,13 +285,13 @@ def test_protocol_rows_take_the_calibrated_honest_numbers_and_the_test_selected_
 def test_choose_takes_the_best_mean_validation_h_per_dataset_and_refuses_test_rows():
     import pandas as pd
     rows = [("SYN_CUB", "bsegn_vhs", 0, 20.0), ("SYN_CUB", "bsegn_vhs", 1, 18.0), ("SYN_CUB", "bsegn", 0, 25.0),
-            ("SYN_CUB", "bsegn", 1, 10.0), ("SYN_CUB", "baseline", 0, 99.0), ("SYN_FLO", "bsegn", 0, 70.0)]
+            ("SYN_CUB", "bsegn", 1, 10.0), ("SYN_CUB", "f-clswgan", 0, 99.0), ("SYN_FLO", "bsegn", 0, 70.0)]
     screen = pd.DataFrame([{"dataset": d, "variant": v, "seed": s, "split": "val", "H": 0.0, "H_cs": h}
                            for d, v, s, h in rows])
-    chosen, means = ablation.choose(screen, exclude=["baseline"])
+    chosen, means = ablation.choose(screen, exclude=["f-clswgan"])
     assert chosen == {"SYN_CUB": "bsegn_vhs", "SYN_FLO": "bsegn"}  # 19.0 beats 17.5; baseline left out
     assert set(means["variant"]) == {"bsegn", "bsegn_vhs"}
-    assert ablation.choose(screen)[0]["SYN_CUB"] == "baseline"
+    assert ablation.choose(screen)[0]["SYN_CUB"] == "f-clswgan"
     with pytest.raises(ValueError, match="validation"):
         ablation.choose(screen.assign(split="test"))
 
@@ -374,11 +376,11 @@ def test_run_cli_writes_the_grid_and_prints_its_table(tmp_path):
     import sys
     import pandas as pd
     out = tmp_path / "runs.csv"
-    cmd = [sys.executable, "-m", "bsegn.ablation", "run", "--datasets", "SYN", "--variants", "baseline",
+    cmd = [sys.executable, "-m", "bsegn.ablation", "run", "--datasets", "SYN", "--variants", "f-clswgan",
            "--seeds", "0", "--workers", "1", "--set", "train.{ds}.epochs=1", "--set", "classify.{ds}.epochs=1",
            "--out", str(out)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "by protocol" in done.stdout and f"wrote {out}" in done.stdout
     runs = pd.read_csv(out)
-    assert list(runs[["variant", "dataset", "seed"]].itertuples(index=False, name=None)) == [("baseline", "SYN", 0)]
+    assert list(runs[["variant", "dataset", "seed"]].itertuples(index=False, name=None)) == [("f-clswgan", "SYN", 0)]

@@ -54,20 +54,53 @@ def test_real_params_lists_syn(real_params):
 def test_override_block_is_merged_over_common(real_params):
     syn, common = real_params["train"]["SYN"], real_params["train"]["common"]
     assert "lr" in syn and syn["lr"] != common["lr"], "precondition: SYN overrides lr"
-    assert "batch_size" not in syn, "precondition: SYN keeps common's batch_size"
+    assert "beta1" not in syn, "precondition: SYN keeps common's beta1"
 
     cfg = stage_config(real_params, "train", "SYN")
 
     assert cfg.lr == syn["lr"]
-    assert cfg.batch_size == common["batch_size"]
+    assert cfg.beta1 == common["beta1"]
 
 
-def test_dataset_without_override_block_gets_common(real_params):
+def test_layers_apply_in_order_and_errors_name_the_layer(real_params):
+    """common < the method's design < its benchmark column < params' <DS> < params' SYN_<DS>."""
     params = copy.deepcopy(real_params)
-    params["train"].pop("CUB", None)
-    cfg = stage_config(params, "train", "CUB")
-    assert cfg.lr == params["train"]["common"]["lr"]
-    assert cfg.epochs == params["train"]["common"]["epochs"]
+    method = params["base"]["method"]
+    params["train"]["common"]["epochs"] = 1
+    params["methods"][method]["train"] = {**params["methods"][method].get("train", {}), "epochs": 2}
+    params["methods"][method]["CUB"]["train"]["epochs"] = 3
+    assert stage_config(params, "train", "SYN_SHIFT").epochs == 40  # its own block: no benchmark column
+    params["train"].pop("SYN_SHIFT")
+    assert stage_config(params, "train", "SYN_SHIFT").epochs == 2
+    assert stage_config(params, "train", "SYN_CUB").epochs == 3
+    params["train"]["CUB"] = {"epochs": 4}
+    assert stage_config(params, "train", "CUB").epochs == stage_config(params, "train", "SYN_CUB").epochs == 4
+    params["train"]["SYN_CUB"] = {"epochs": 5}
+    assert (stage_config(params, "train", "CUB").epochs, stage_config(params, "train", "SYN_CUB").epochs) == (4, 5)
+    params["methods"][method]["CUB"]["train"]["lr"] = "fast"
+    with pytest.raises(ConfigError, match=rf"^methods.yaml: {method}.CUB.train.lr: expected a number"):
+        stage_config(params, "train", "SYN_CUB")
+
+
+@pytest.mark.parametrize("method", list(load_params(PARAMS_FILE)["methods"]))
+def test_a_realistic_benchmark_takes_its_real_benchmarks_settings(real_params, method):
+    params = with_value(real_params, "base.method", method)
+    for ds in config.KNOWN_BENCHMARKS:
+        for section in config.PER_DATASET_SECTIONS:
+            assert stage_config(params, section, f"SYN_{ds}") == stage_config(params, section, ds), (ds, section)
+
+
+def test_an_unknown_method_and_a_methods_section_in_params_are_refused(real_params, tmp_path):
+    assert config_error(with_value(real_params, "base.method", "clswgan")).startswith(
+        "base.method: expected one of ['f-clswgan'")
+    (tmp_path / "params.yaml").write_text(PARAMS_FILE.read_text() + "methods: {}\n")
+    (tmp_path / "methods.yaml").write_text((PARAMS_FILE.parent / "methods.yaml").read_text())
+    with pytest.raises(ConfigError, match="section 'methods' belongs in methods.yaml"):
+        load_params(tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text(PARAMS_FILE.read_text())
+    (tmp_path / "methods.yaml").write_text("bsegn: {CUBB: {train: {epochs: 1}}}\n")
+    with pytest.raises(ConfigError, match=r"methods.yaml: bsegn.CUBB: not a section or benchmark"):
+        validate_all(load_params(tmp_path / "params.yaml"))
 
 
 def test_valid_sha256_pin_is_accepted(real_params):
@@ -199,7 +232,7 @@ def test_duplicate_seeds_are_rejected():
 
 def test_fem_level_without_a_trained_fem_fails_before_any_stage_runs():
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    params["train"]["common"]["fem"] = False
+    params["methods"]["bsegn"]["train"]["fem"] = False
     with pytest.raises(ConfigError, match=r"classify.SYN.mfim_levels includes 'fem' but train.SYN.fem is false"):
         validate_all(params)
 

@@ -41,7 +41,10 @@ def _tiny_params() -> dict:
         # a real-benchmark-like source on a host that never resolves: the offline case
         "NONET": {"kind": "url", "url": "http://benchmarks.example.invalid/xlsa17.zip"}}
     p["train"] = {"common": {**p["train"]["common"], "epochs": 2, "hidden": 32, "fem_hidden": 32, "lr": 1e-3,
-                             "decoder_lr": 1e-3, "fem_lr": 1e-3, "cls_pretrain_epochs": 2}}
+                             "decoder_lr": 1e-3, "fem_lr": 1e-3, "cls_pretrain_epochs": 2},
+                  # every method's networks small too (CE-GZSL's design sets its own widths and batch)
+                  "TINY": {"batch_size": 64, "embed_dim": 32, "embed_out_dim": 16, "embed_hidden": 32,
+                           "cls_pretrain_epochs": 2}}
     p["generate"] = {"common": {**p["generate"]["common"], "syn_num": 20}}
     p["classify"] = {"common": {**p["classify"]["common"], "epochs": 2}}
     return p
@@ -70,6 +73,10 @@ def ran(res: subprocess.CompletedProcess) -> set[str]:
 
 
 def write_params(repo: Path, params: dict) -> None:
+    """``params`` as load_params returns it -> params.yaml and the methods.yaml beside it."""
+    params = dict(params)
+    if "methods" in params:  # else the repo's methods.yaml stays
+        (repo / "methods.yaml").write_text(yaml.safe_dump(params.pop("methods"), sort_keys=False))
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -198,7 +205,7 @@ def test_in_process_ablation_gives_the_pipelines_metrics(project):
     this also runs the baseline end to end through DVC."""
     prepared = str(project / "data/prepared/TINY.npz")
     try:
-        for variant in ("bsegn", "baseline"):
+        for variant in ("bsegn", "f-clswgan"):
             write_params(project, apply_overrides(TINY, ablation.overrides(variant, "TINY")))
             sh(DVC + ["repro", "classify@TINY-0"], project)
             through_dvc = json.loads((project / "runs/TINY/seed0/metrics.json").read_text())
@@ -209,6 +216,26 @@ def test_in_process_ablation_gives_the_pipelines_metrics(project):
     finally:
         write_params(project, TINY)
         sh(DVC + ["repro"], project)
+
+
+def test_every_method_runs_as_an_experiment_and_exp_show_lists_them(project):
+    """`dvc exp run --temp -S base.method=M` for each of the five methods: each runs through
+    the stages, and `dvc exp show` gives each its H."""
+    names = {m: f"method-{m}" for m in ablation.METHODS}
+    for method, name in names.items():
+        sh(DVC + ["exp", "run", "--temp", "-n", name, "-S", f"base.method={method}"], project)
+    shown = json.loads(sh(DVC + ["exp", "show", "--json"], project).stdout)
+    got = {}
+    for exp in (e for top in shown for e in top.get("experiments") or []):  # under their baseline commit
+        for rev in exp.get("revs") or []:
+            data = rev.get("data") or {}
+            method = data["params"]["params.yaml"]["data"]["base"]["method"]
+            metrics = data["metrics"]["reports/metrics.json"]["data"]["TINY"]
+            got[rev.get("name")] = (method, metrics["H"])
+    assert {n: m for n, (m, _) in got.items() if n in names.values()} == {n: m for m, n in names.items()}
+    assert all(0 <= h <= 100 for _, h in got.values())
+    assert len({h for n, (_, h) in got.items() if n in names.values()}) > 1  # the methods differ
+    sh(DVC + ["exp", "remove", "--all-commits", "-A"], project, check=False)
 
 
 def test_package_module_is_a_dependency(project):

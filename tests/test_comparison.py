@@ -1,0 +1,56 @@
+"""reports/methods.csv and the README's methods table, which is generated from it."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bsegn import comparison
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(variant: str, seed: int, h: float) -> dict:
+    return {"variant": variant, "dataset": "SYN_CUB", "seed": seed, "split": "test", "T1": 50.0, "U": 40.0,
+            "S": 60.0, "H": h, "U_cs": 45.0, "S_cs": 55.0, "H_cs": h + 1, "T1_test_selected": 52.0,
+            "U_test_selected": 41.0, "S_test_selected": 70.0, "H_test_selected": h + 2}
+
+
+def test_method_rows_take_both_protocols_of_the_methods_runs_only():
+    runs = pd.DataFrame([_run("f-clswgan", 3, 40.0), _run("bsegn-fem", 3, 10.0), _run("bsegn", 4, 50.0)])
+    rows = comparison.method_rows(runs)
+    assert list(rows.columns) == comparison.COLUMNS
+    assert list(zip(rows["method"], rows["protocol"], rows["H"])) == [
+        ("f-clswgan", "honest", 41.0), ("f-clswgan", "test_selected", 42.0),
+        ("bsegn", "honest", 51.0), ("bsegn", "test_selected", 52.0)]
+
+
+def test_combine_orders_the_line_and_refuses_unknown_methods_and_repeated_runs():
+    runs = pd.DataFrame([_run("bsegn", 3, 50.0), _run("f-clswgan", 3, 40.0)])
+    public = pd.DataFrame([{"dataset": "SYN_CUB", "method": "tf-vaegan-public", "seed": 3483,
+                            "protocol": "test_selected", "T1": 61.4, "U": 46.8, "S": 84.5, "H": 60.3}])
+    df = comparison.combine([runs], [public])
+    assert list(df["method"]) == ["f-clswgan", "f-clswgan", "bsegn", "bsegn", "tf-vaegan-public"]
+    with pytest.raises(ValueError, match="unknown method"):
+        comparison.combine([runs], [public.assign(method="tfvaegan")])
+    with pytest.raises(ValueError, match="given twice"):
+        comparison.combine([runs, runs], [])
+    table = comparison.markdown_table(df)
+    assert "| SYN_CUB | bsegn | 1 | 50.0 | 45.0 | 55.0 | 51.0 | 52.0 |" in table
+    assert "| SYN_CUB | tf-vaegan-public | 1 |  |  |  |  | 60.3 |" in table
+
+
+def test_with_table_replaces_only_what_is_between_the_markers():
+    readme = f"intro\n{comparison.BEGIN}\nold\n{comparison.END}\nrest\n"
+    assert comparison.with_table(readme, "NEW") == f"intro\n{comparison.BEGIN}\nNEW\n{comparison.END}\nrest\n"
+    with pytest.raises(ValueError, match="markers"):
+        comparison.with_table("no markers", "NEW")
+
+
+def test_readme_methods_table_is_generated_from_reports_methods_csv():
+    """The README's table is markdown_table(reports/methods.csv): a new row without the README
+    following (python -m bsegn.comparison --readme README.md) fails here."""
+    df = pd.read_csv(ROOT / "reports" / "methods.csv")
+    assert list(df.columns) == comparison.COLUMNS
+    readme = (ROOT / "README.md").read_text()
+    assert comparison.with_table(readme, comparison.markdown_table(df)) == readme
