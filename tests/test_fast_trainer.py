@@ -42,7 +42,9 @@ def assert_histories_close(h1, h2, rel=1e-3, abs=1e-3):
 
 
 def weights(model):
-    return [t.detach().cpu() for t in model.generator.state_dict().values()]
+    """The generator's weights, and CE-GZSL's embedding net's where the model has one."""
+    nets = [model.generator] + ([model.embedding] if model.embedding is not None else [])
+    return [t.detach().cpu() for net in nets for t in net.state_dict().values()]
 
 
 @pytest.mark.parametrize("cfg", [FULL, dataclasses.replace(FULL, fem=False, cycle=False, vae=False),
@@ -101,8 +103,10 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 @pytest.mark.parametrize("changes", [{}, {"encoded_noise": True, "gp_adaptive": True, "generator_output": "sigmoid",
                                       "vae_loss": "bce", "feedback": True, "cycle_loss": "weighted_l1",
                                       "decoder_steps": 2, "decoder_output": "l2norm", "encoder_layers": 2,
-                                      "encoder_optimizer": "own", "decoder_cycle_step": True}],
-                         ids=["bsegn", "tfvaegan_practices"])
+                                      "encoder_optimizer": "own", "decoder_cycle_step": True},
+                                     {"fem": False, "cycle": False, "vae": False, "embed": True, "embed_dim": 24,
+                                      "embed_out_dim": 8, "embed_hidden": 16}],
+                         ids=["bsegn", "tfvaegan_practices", "ce_gzsl"])
 def test_cuda_graphs_give_the_eager_losses(bench, changes):
     cfg = dataclasses.replace(FULL, epochs=4, **changes)
     gpu = torch.device("cuda")

@@ -45,7 +45,7 @@ are the README line's (= the code's defaults). The README line sets no ``--nepoc
 SUN 1000. Its protocol is test-selected: every evaluation trains a fresh classifier (25 epochs)
 and keeps its best test H, and the best evaluation of the run is what it reports.
 
-Standard library and pandas only (the .mat sizes are read by a small MAT-v5 reader).
+Sizes are read from the files by the pipeline's own readers (bsegn.data); run it from the repository.
 """
 
 from __future__ import annotations
@@ -54,13 +54,14 @@ import argparse
 import math
 import re
 import shlex
-import struct
 import sys
-import zlib
-from array import array
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from the repository: bsegn
+from bsegn import data  # noqa: E402
 
 METHOD = "ce-gzsl-public"
 
@@ -101,86 +102,14 @@ def benchmark_of(dataset: str) -> str:
     return base
 
 
-# ---- a small MAT-file (level 5) reader: the sizes the command needs -------------------------------
-_MI = {1: "b", 2: "B", 3: "h", 4: "H", 5: "i", 6: "I", 7: "f", 9: "d", 12: "q", 13: "Q"}
-_MI_MATRIX, _MI_COMPRESSED = 14, 15
-
-
-def _tag(buf: bytes, at: int, e: str) -> tuple[int, int, int, int]:
-    """(type, nbytes, data offset, next offset) of the data element at ``at``."""
-    typ, nbytes = struct.unpack_from(e + "II", buf, at)
-    if typ >> 16:  # small data element: nbytes in the upper half, data in the tag's second word
-        return typ & 0xFFFF, typ >> 16, at + 4, at + 8
-    return typ, nbytes, at + 8, at + 8 + nbytes + (-nbytes % 8)
-
-
-def _matrix(buf: bytes, e: str, want_data: bool) -> tuple[str, tuple[int, ...], list | None]:
-    """A miMATRIX element's contents -> (name, dims, column-major data or None)."""
-    _, _, _, at = _tag(buf, 0, e)                               # array flags
-    _, n, off, at = _tag(buf, at, e)                            # dimensions
-    dims = struct.unpack_from(f"{e}{n // 4}i", buf, off)
-    _, n, off, at = _tag(buf, at, e)                            # name
-    name = buf[off:off + n].decode("ascii", "replace")
-    if not want_data:
-        return name, dims, None
-    typ, n, off, _ = _tag(buf, at, e)                           # real part
-    if typ not in _MI:
-        raise ValueError(f"variable {name!r}: storage type {typ} not supported")
-    values = array(_MI[typ], buf[off:off + n])
-    if (e == ">") != (sys.byteorder == "big"):
-        values.byteswap()
-    return name, dims, values.tolist()
-
-
-def read_mat(path: str | Path, data_of: tuple[str, ...] = ()) -> dict[str, tuple[tuple[int, ...], list | None]]:
-    """``{name: (dims, data)}`` of a MAT-v5 file's numeric variables; data only for ``data_of``."""
-    out = {}
-    with open(path, "rb") as f:
-        head = f.read(128)
-        if len(head) < 128 or head[126:128] not in (b"IM", b"MI"):
-            raise ValueError(f"{path}: not a MAT-file (level 5)")
-        e = "<" if head[126:128] == b"IM" else ">"
-        while len(tag := f.read(8)) == 8:
-            typ, nbytes = struct.unpack(e + "II", tag)
-            start = f.tell()
-            if typ == _MI_COMPRESSED:
-                raw = zlib.decompressobj()
-                body = raw.decompress(f.read(nbytes), 4096)      # enough for flags, dims and name
-                inner_typ, inner_n = struct.unpack_from(e + "II", body, 0)
-                if inner_typ == _MI_MATRIX:
-                    name, dims, _ = _matrix(body[8:], e, False)
-                    if name in data_of:
-                        body += raw.decompress(raw.unconsumed_tail)
-                        name, dims, data = _matrix(body[8:8 + inner_n], e, True)
-                    else:
-                        data = None
-                    out[name] = (dims, data)
-                f.seek(start + nbytes)
-            else:
-                if typ == _MI_MATRIX:
-                    name, dims, _ = _matrix(f.read(min(nbytes, 4096)), e, False)
-                    data = None
-                    if name in data_of:
-                        f.seek(start)
-                        _, dims, data = _matrix(f.read(nbytes), e, True)
-                    out[name] = (dims, data)
-                f.seek(start + nbytes + (-nbytes % 8))
-    return out
-
-
 def sizes(dataroot: str | Path, dataset: str) -> dict[str, int]:
-    """resSize, attSize, nclass_all, nclass_seen of ``dataroot/dataset`` as its loader reads them."""
+    """resSize, attSize, nclass_all, nclass_seen of ``dataroot/dataset`` as its loader reads them,
+    read and checked by the pipeline's own readers (:mod:`bsegn.data`)."""
     folder = Path(dataroot) / dataset
-    att = read_mat(folder / "att_splits.mat", data_of=("trainval_loc",))
-    res = read_mat(folder / "res101.mat", data_of=("labels",))
-    for name, table in (("att", att), ("trainval_loc", att), ("features", res), ("labels", res)):
-        if name not in table:
-            raise ValueError(f"{folder}: no {name!r} variable (expected the xlsa17 layout)")
-    att_size, nclass_all = att["att"][0]            # att is attSize x classes, as its loader reads it
-    labels = res["labels"][1]
-    seen = {labels[i - 1] for i in att["trainval_loc"][1]}
-    return {"resSize": res["features"][0][0], "attSize": att_size, "nclass_all": nclass_all,
-            "nclass_seen": len(seen)}
+    splits, _ = data.read_splits(folder)
+    features, labels = data.read_features(folder, len(splits.att))
+    return {"resSize": features.shape[1], "attSize": splits.att.shape[1], "nclass_all": len(splits.att),
+            "nclass_seen": len(np.unique(labels[splits.trainval]))}
 
 
 def command(dataset: str, dataroot: str, nepoch: int | None = None, eval_every: int | None = None,
