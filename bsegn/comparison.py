@@ -6,10 +6,12 @@
 * the five methods of methods.yaml, from runs of ``python -m bsegn.ablation run --variants
   f-clswgan f-vaegan tf-vaegan ce-gzsl bsegn`` (its CSV; :func:`method_rows` takes each run's
   ``honest`` protocol, calibrated where the run has it, and its ``test_selected`` one);
+* ``--recorded``: a method's rows kept in a protocols record (``reports/realistic.csv``'s
+  ``bsegn`` rows: the claim runs of the design ``bsegn`` resolves to, tests/claimed_designs.json);
 * ``tf-vaegan-public`` and ``ce-gzsl-public``: the public code run on the same files, one seed
   each, test-selected by its own protocol (``bsegn/tfvaegan.py``, ``tools/cegzsl_public.py``).
 
-``python -m bsegn.comparison RUNS.csv ... --public PUBLIC.csv ... --out reports/methods.csv
+``python -m bsegn.comparison RUNS.csv ... --public PUBLIC.csv ... [--recorded RECORD.csv] --out reports/methods.csv
 --readme README.md`` writes the CSV and rewrites the README's table between its markers
 (:data:`BEGIN`, :data:`END`); tests/test_comparison.py checks that the README's table is the
 one :func:`markdown_table` makes from the committed CSV, so the table is never typed.
@@ -38,9 +40,17 @@ def method_rows(runs: pd.DataFrame) -> pd.DataFrame:
     return rows.rename(columns={"variant": "method"})[COLUMNS]
 
 
-def combine(runs: list[pd.DataFrame], public: list[pd.DataFrame]) -> pd.DataFrame:
+def recorded_rows(record: pd.DataFrame) -> pd.DataFrame:
+    """The methods' rows of a protocols record (``reports/realistic.csv``: ``dataset, variant,
+    seed, protocol, T1, U, S, H``, written by ``ablation protocols``); other variants are left out."""
+    rows = record[record["variant"].isin(METHODS)]
+    return rows.rename(columns={"variant": "method"})[COLUMNS]
+
+
+def combine(runs: list[pd.DataFrame], public: list[pd.DataFrame],
+            recorded: list[pd.DataFrame] | None = None) -> pd.DataFrame:
     """The rows of methods.csv, ordered by dataset, then the line's order, then seed."""
-    parts = [method_rows(r) for r in runs] + [p[COLUMNS] for p in public]
+    parts = [method_rows(r) for r in runs] + [recorded_rows(r) for r in recorded or []] + [p[COLUMNS] for p in public]
     df = pd.concat(parts, ignore_index=True)
     bad = sorted(set(df["method"]) - set(METHODS) - set(PUBLIC))
     if bad:
@@ -88,12 +98,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="*", help="CSVs of `python -m bsegn.ablation run` (test split)")
     parser.add_argument("--public", nargs="*", default=[], help="public-code rows (COLUMNS, one seed each)")
+    parser.add_argument("--recorded", nargs="*", default=[],
+                        help="protocol records (reports/realistic.csv): their rows of the methods")
     parser.add_argument("--out", default="reports/methods.csv")
     parser.add_argument("--readme", help="rewrite this README's methods table from the CSV")
     args = parser.parse_args(argv)
     try:
-        if args.runs or args.public:
-            df = combine([pd.read_csv(p) for p in args.runs], [pd.read_csv(p) for p in args.public])
+        if args.runs or args.public or args.recorded:
+            df = combine([pd.read_csv(p) for p in args.runs], [pd.read_csv(p) for p in args.public],
+                         [pd.read_csv(p) for p in args.recorded])
             save_text(df.to_csv(index=False, float_format="%.2f"), args.out)
             print(f"wrote {len(df)} row(s) to {args.out}")
         df = pd.read_csv(args.out)

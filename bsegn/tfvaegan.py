@@ -152,6 +152,14 @@ def best_rows(curves: pd.DataFrame) -> pd.DataFrame:
     return best_evaluations(curves).assign(variant="tfvaegan", protocol="test_selected")[PROTOCOL_COLUMNS]
 
 
+def public_rows(curves: pd.DataFrame) -> pd.DataFrame:
+    """The best-H evaluation of each run as ``reports/methods.csv`` rows (``tf-vaegan-public``,
+    ``test_selected``; :mod:`bsegn.comparison`), whatever epoch the run reached: the README
+    says how far each ran."""
+    best = best_evaluations(curves).assign(method="tf-vaegan-public", protocol="test_selected")
+    return best[["dataset", "method", "seed", "protocol", "T1", "U", "S", "H"]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -162,6 +170,8 @@ def main() -> None:
     k.add_argument("logs", nargs="+", metavar="DATASET=LOG")
     k.add_argument("--out", default="reports/tfvaegan_runs.csv")
     k.add_argument("--realistic", help="also replace this CSV's tfvaegan rows with each run's best evaluation")
+    k.add_argument("--public-out", help="also write each run's best evaluation as a reports/methods.csv row "
+                                        "(python -m bsegn.comparison --public)")
     args = parser.parse_args()
 
     try:
@@ -181,6 +191,9 @@ def main() -> None:
     print(curves.to_string(index=False))
     print(f"wrote {args.out}; best evaluation per run:")
     print(best_evaluations(curves).to_string(index=False))
+    if args.public_out:
+        save_text(public_rows(curves).to_csv(index=False, float_format="%.2f"), args.public_out)
+        print(f"wrote {args.public_out}")
     if args.realistic:
         enough = long_enough(curves)
         for (ds, seed), run in curves[~enough].groupby(["dataset", "seed"]):

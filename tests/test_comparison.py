@@ -54,3 +54,12 @@ def test_readme_methods_table_is_generated_from_reports_methods_csv():
     assert list(df.columns) == comparison.COLUMNS
     readme = (ROOT / "README.md").read_text()
     assert comparison.with_table(readme, comparison.markdown_table(df)) == readme
+
+
+def test_recorded_rows_keep_the_methods_rows_of_a_protocols_record():
+    record = pd.DataFrame([{"dataset": "SYN_CUB", "variant": v, "seed": 3, "protocol": "honest", "T1": 1.0,
+                            "U": 2.0, "S": 3.0, "H": 4.0} for v in ("bsegn", "bsegn+fem", "baseline")])
+    rows = comparison.recorded_rows(record)
+    assert list(rows.columns) == comparison.COLUMNS and list(rows["method"]) == ["bsegn"]
+    df = comparison.combine([], [], [record])
+    assert list(df["method"]) == ["bsegn"]

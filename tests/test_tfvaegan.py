@@ -142,3 +142,13 @@ def test_a_run_short_of_the_minimum_schedule_gets_no_realistic_row(tmp_path):
     assert "5 generator epochs run, 60 needed" in done.stderr
     pd.testing.assert_frame_equal(pd.read_csv(realistic), before)  # the earlier row stays
     assert len(pd.read_csv(tmp_path / "runs.csv")) == 2  # its curve is still written
+
+
+def test_public_rows_are_each_runs_best_evaluation_as_methods_rows():
+    from bsegn import comparison
+    curves = pd.DataFrame([{"dataset": "SYN_CUB", "seed": 3483, "epoch": e, "T1": t1, "U": 1.0, "S": 2.0, "H": h}
+                           for e, t1, h in ((5, 40.0, 30.0), (10, 45.0, 50.0), (15, 47.0, 49.0))])
+    rows = tfvaegan.public_rows(curves)
+    assert list(rows.columns) == comparison.COLUMNS
+    assert rows.to_dict("records") == [{"dataset": "SYN_CUB", "method": "tf-vaegan-public", "seed": 3483,
+                                        "protocol": "test_selected", "T1": 45.0, "U": 1.0, "S": 2.0, "H": 50.0}]

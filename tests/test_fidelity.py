@@ -1,0 +1,61 @@
+"""bsegn.fidelity: our re-implementation against its public code at equal generator epochs."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bsegn import fidelity
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ours(epoch: int, h: float, t1: float = 50.0) -> dict:
+    return {"variant": "tf-vaegan", "dataset": "SYN_CUB", "seed": 3, "train_epochs": epoch,
+            "T1_test_selected": t1, "H_test_selected": h}
+
+
+def _public(epoch: int, h: float) -> dict:
+    return {"dataset": "SYN_CUB", "seed": 3483, "epoch": epoch, "T1": 55.0, "U": 1.0, "S": 2.0, "H": h}
+
+
+def test_the_table_pairs_equal_epochs_and_takes_each_sides_best_so_far():
+    ours = fidelity.ours_curve(pd.DataFrame([_ours(10, 20.0), _ours(20, 30.0), _ours(30, 25.0)]))
+    # the public side evaluated every 5 epochs: its best up to 20 is epoch 15's
+    public = fidelity.public_curve("tf-vaegan", pd.DataFrame(
+        [_public(5, 5.0), _public(10, 18.0), _public(15, 40.0), _public(20, 35.0)]))
+    t = fidelity.table(ours, public)
+    assert list(t.columns) == fidelity.COLUMNS
+    assert list(t["epoch"]) == [10, 20]  # our epoch 30 has no public evaluation
+    assert list(t["gap_H"]) == [2.0, -5.0]
+    assert list(t["ours_best_H"]) == [20.0, 30.0]
+    assert list(t["public_best_H"]) == [18.0, 40.0]
+    assert list(t["gap_best_H"]) == [2.0, -10.0]
+
+
+def test_missing_columns_and_repeated_epochs_are_refused_by_name():
+    with pytest.raises(ValueError, match="train_epochs"):
+        fidelity.ours_curve(pd.DataFrame([_ours(10, 20.0)]).drop(columns=["train_epochs"]))
+    with pytest.raises(ValueError, match="--public ce-gzsl.*epoch"):
+        fidelity.public_curve("ce-gzsl", pd.DataFrame([_public(10, 1.0)]).drop(columns=["epoch"]))
+    ours = fidelity.ours_curve(pd.DataFrame([_ours(10, 20.0), _ours(10, 21.0)]))
+    with pytest.raises(ValueError, match="two evaluations"):
+        fidelity.table(ours, fidelity.public_curve("tf-vaegan", pd.DataFrame([_public(10, 1.0)])))
+
+
+def test_the_committed_fidelity_table_is_what_its_committed_inputs_give(tmp_path):
+    out = tmp_path / "fidelity.csv"
+    done = subprocess.run([sys.executable, "-m", "bsegn.fidelity", "reports/fidelity_runs.csv", "--public",
+                           "tf-vaegan=reports/tfvaegan_runs.csv", "ce-gzsl=reports/public/cegzsl_curves.csv",
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(out), pd.read_csv(ROOT / "reports" / "fidelity.csv"))
+
+
+def test_a_malformed_public_argument_is_named(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "bsegn.fidelity", "reports/fidelity_runs.csv", "--public",
+                           "reports/tfvaegan_runs.csv", "--out", str(tmp_path / "f.csv")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "METHOD=CSV" in done.stderr
