@@ -1,0 +1,37 @@
+"""tools/methods_grid.py (the GPU runs behind reports/methods_runs.csv): its split runs give the
+rows `bsegn.ablation run` gives."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--set", "train.{ds}.epochs=2", "--set", "classify.{ds}.epochs=3"]
+
+
+def _grid(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "tools/methods_grid.py", str(out), "--workers", "2", "--plan", "grid",
+                           "--methods", "f-clswgan", "--seeds", "3", "4", "--datasets", "SYN", *TINY, *extra],
+                          cwd=ROOT, capture_output=True, text=True)
+
+
+def test_split_runs_give_the_rows_of_ablation_run(tmp_path):
+    done = _grid(tmp_path / "grid")
+    assert done.returncode == 0, done.stderr
+    ours = pd.read_csv(tmp_path / "grid" / "rows.csv")
+    ref_csv = tmp_path / "ablation.csv"
+    ref = subprocess.run([sys.executable, "-m", "bsegn.ablation", "run", "--datasets", "SYN", "--variants", "f-clswgan",
+                          "--seeds", "3", "4", "--workers", "2", *TINY, "--out", str(ref_csv)],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    ref_rows = pd.read_csv(ref_csv).sort_values("seed", ignore_index=True)
+    ours = ours.sort_values("seed", ignore_index=True)[list(ref_rows.columns)]
+    pd.testing.assert_frame_equal(ours, ref_rows)
+
+
+def test_a_bad_override_is_refused_by_name_before_any_job_starts(tmp_path):
+    done = _grid(tmp_path / "grid", "--set", "train.{ds}.lr=-1")
+    assert done.returncode != 0 and "train.SYN.lr: must be >= 0.0" in done.stderr
+    assert not (tmp_path / "grid" / "rows.csv").exists() and not list((tmp_path / "grid" / "logs").iterdir())

@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""The GPU runs behind reports/methods_runs.csv and reports/fidelity_runs.csv (issue #22).
+
+A research tool, not a stage (issue #24 brings grids as DVC experiments). It runs the pipeline's
+own functions in the order ``bsegn.ablation run`` does, with two differences that let the grid
+use a lent GPU's half hour:
+
+* each run's two trainings are two jobs: ``val`` (train_val on the validation split, then the
+  classifier epochs and calibration constant chosen there) and ``test`` (train on the test
+  split, generate, then classify with those choices, which it waits for). Each step re-seeds as
+  the stages do, so the pair gives the numbers ``ablation run`` gives (checked on SYN, all
+  columns equal), and the longest runs' critical path halves;
+* every job is a process of its own, so a worker that dies (a segfault, the OOM killer) loses its
+  own job, logged with its exit status in ``OUT/logs/``, not the whole pool: a first attempt on
+  one H200 with a 28-worker process pool lost all 122 jobs when one worker died at 576 s.
+
+Jobs start longest first (generator iterations x a per-method factor), seed 3 before 4-5; the
+fidelity runs (one per public evaluation epoch E: ``train.<DS>.epochs=E``, classifier epochs
+fixed, no calibration; :mod:`bsegn.fidelity`) go in at ``--fidelity-at``. ``OUT/rows.csv`` is
+rewritten after every finished test job (an ``ablation run`` CSV plus ``train_epochs``,
+``group``, ``seconds``), so a lease that runs out leaves what was measured.
+
+    python tools/methods_grid.py OUT --workers 14 [--plan grid fidelity spot] [--methods ...]
+        [--seeds 3 4 5] [--datasets SYN_CUB ...] [--skip OLD_rows.csv ...] [--dry]
+
+Measured on one H200 with MPS (session of 2026-12-02): with 14 jobs at a time, f-CLSWGAN's
+SYN_FLO halves took 123 s and 182 s, a 40-epoch tf-vaegan SYN_CUB fidelity run 452 s; with 28 at
+a time no tf-vaegan half reached a quarter of its epochs in 500 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repo's bsegn
+import pandas as pd  # noqa: E402
+
+from bsegn import ablation, config, data, download, evaluate, pipeline, trainer  # noqa: E402
+from bsegn.runtime import seed_everything  # noqa: E402
+
+DATASETS = ["SYN_CUB", "SYN_SUN", "SYN_AWA2", "SYN_FLO"]
+GRID_METHODS = ["f-clswgan", "f-vaegan", "tf-vaegan", "ce-gzsl"]  # bsegn: reports/realistic.csv's claim runs
+# per-iteration cost relative to f-CLSWGAN's at batch 64: for the start order only
+FACTOR = {"f-clswgan": 1.0, "f-vaegan": 1.5, "tf-vaegan": 2.5, "ce-gzsl": 8.0, "bsegn": 2.0}
+FIXED = {"classify.{ds}.select_epochs": "fixed", "classify.{ds}.calibration": False}
+FIDELITY = {  # (method, dataset): generator epochs at which its public code was evaluated
+    ("tf-vaegan", "SYN_CUB"): [10, 20, 30, 40, 50, 60],
+    ("tf-vaegan", "SYN_AWA2"): [10, 15, 20, 25, 30],
+    ("ce-gzsl", "SYN_AWA2"): [10, 20, 25, 30, 40],
+    ("ce-gzsl", "SYN_CUB"): [20, 40, 60, 80, 100, 150],
+}
+SPOT = ["SYN_AWA2", "SYN_FLO"]  # bsegn seed 3 rerun against reports/realistic.csv's rows
+
+
+def _rss_mb() -> float:
+    import resource
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def run_job(job: dict) -> dict:
+    """One half (``val`` or ``test``) of a run; the ``test`` half returns its row."""
+    import torch
+    torch.set_num_threads(1)
+    t0 = time.time()
+    params = config.load_params()
+    sets = ablation.overrides(job["variant"], job["ds"], job["extra"], params)
+    run = pipeline.run_config(config.apply_overrides(params, sets), job["ds"])
+    seed, label = job["seed"], job["id"]
+    sel_path = Path(job["sel"]) if job.get("sel") else None
+    if job["part"] == "val":
+        validation = trainer.run_train_val(data.load_prepared(job["prep"], split="val"), run, seed, label=label)
+        seed_everything(seed)
+        selection = evaluate.choose_on_validation(validation.bench, validation.model, validation.syn_x,
+                                                  validation.syn_y, run.classify, run.device)
+        selection.pop("curve")
+        sel_path.with_suffix(".tmp").write_text(json.dumps(selection))
+        sel_path.with_suffix(".tmp").rename(sel_path)
+        return {"seconds": round(time.time() - t0, 1), "rss_mb": _rss_mb()}
+    bench = data.load_prepared(job["prep"])
+    model, _ = trainer.run_train(bench, run, seed, label=label)
+    x, y = pipeline.run_generate(bench, model, run, seed)
+    selection = None
+    if evaluate.validation_needed(run.classify):
+        failed = sel_path.with_suffix(".failed")
+        while not sel_path.exists():
+            if failed.exists():
+                raise RuntimeError(f"{job['id']}: its validation half failed (see its log)")
+            time.sleep(2)
+        selection = json.loads(sel_path.read_text())
+    seed_everything(seed)
+    metrics, _, _ = evaluate.evaluate(bench, model, x, y, run.classify, run.device,
+                                      epochs=selection["epochs"] if selection else None,
+                                      gamma=selection["gamma"] if selection and run.classify.calibration else None)
+    row = ablation.experiment_row(job["variant"], job["ds"], seed, metrics, selection)
+    return {**row, "train_epochs": run.train.epochs, "group": job["group"], "seconds": round(time.time() - t0, 1),
+            "rss_mb": _rss_mb()}
+
+
+def plan(args: argparse.Namespace, out: Path) -> list[dict]:
+    params = config.load_params()
+    extra_all = dict(ablation.parse_set(t) for t in args.set)
+    dcfg, pcfg = config.download_config(params), config.prepare_config(params)
+    n_train = {}
+    for ds in args.datasets:
+        prep = out / f"{ds}.npz"
+        if not prep.exists():
+            raw = out / "raw" / ds  # xlsa17 layout: the public codes' --dataroot is OUT/raw
+            download.fetch_dataset(ds, dcfg.sources[ds], raw, Path(dcfg.cache_dir), dcfg.timeout_s, dcfg.retries)
+            data.save_prepared(prep, data.prepare(raw, pcfg))
+        n_train[ds] = len(data.load_prepared(prep).train_y)
+
+    def cost(variant: str, ds: str, extra: dict) -> float:
+        run = pipeline.run_config(config.apply_overrides(params, ablation.overrides(variant, ds, extra, params)), ds)
+        return run.train.epochs * math.ceil(n_train[ds] / run.train.batch_size) * FACTOR[variant]
+
+    def pair(group: str, variant: str, ds: str, seed: int, c: float) -> list[dict]:
+        key = f"{group}_{variant}_{ds}_{seed}"
+        return [{"id": f"{key}_{part}", "group": group, "variant": variant, "ds": ds, "seed": seed, "part": part,
+                 "extra": extra_all, "prep": str(out / f"{ds}.npz"), "sel": str(out / "sel" / f"{key}.json"),
+                 "cost": c} for part in ("val", "test")]
+
+    jobs: list[dict] = []
+    if "grid" in args.plan:
+        runs = [(cost(m, ds, extra_all), m, ds, s) for s in args.seeds for m in args.methods for ds in args.datasets]
+        first = sorted([r for r in runs if r[3] == args.seeds[0]], reverse=True)
+        rest = sorted([r for r in runs if r[3] != args.seeds[0]], reverse=True)
+        for c, m, ds, s in first + rest:
+            jobs += pair("grid", m, ds, s, c)
+    if "fidelity" in args.plan:
+        fid = []
+        for (m, ds), epochs in FIDELITY.items():
+            for e in epochs if ds in args.datasets else []:
+                extra = {**FIXED, "train.{ds}.epochs": e, **extra_all}
+                fid.append({"id": f"fidelity_e{e}_{m}_{ds}_{args.seeds[0]}", "group": f"fidelity_e{e}", "variant": m,
+                            "ds": ds, "seed": args.seeds[0], "part": "test", "extra": extra,
+                            "prep": str(out / f"{ds}.npz"), "cost": cost(m, ds, extra)})
+        k = min(len(jobs), args.fidelity_at)
+        jobs[k:k] = sorted(fid, key=lambda j: -j["cost"])
+    if "spot" in args.plan:
+        for ds in [d for d in SPOT if d in args.datasets]:
+            jobs += pair("spot", "bsegn", ds, 3, 0.0)
+    done = set()
+    for path in args.skip:
+        done |= {(r["group"], r["variant"], r["dataset"], int(r["seed"])) for r in pd.read_csv(path).to_dict("records")}
+    return [j for j in jobs if (j["group"], j["variant"], j["ds"], j["seed"]) not in done]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out")
+    ap.add_argument("--workers", type=int, default=14, help="jobs at a time")
+    ap.add_argument("--plan", nargs="+", default=["grid", "fidelity", "spot"], choices=["grid", "fidelity", "spot"])
+    ap.add_argument("--methods", nargs="+", default=GRID_METHODS, choices=list(ablation.METHODS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[3, 4, 5])
+    ap.add_argument("--datasets", nargs="+", default=DATASETS)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="one more override for every job, as ablation run --set (a CPU smoke test: epochs=1)")
+    ap.add_argument("--skip", nargs="*", default=[], help="rows.csv of earlier sessions: their runs are not rerun")
+    ap.add_argument("--fidelity-at", type=int, default=20, help="queue position of the fidelity jobs")
+    ap.add_argument("--dry", action="store_true", help="print the jobs in start order and stop")
+    ap.add_argument("--job", help=argparse.SUPPRESS)  # internal: run one job (JSON file), write its result
+    args = ap.parse_args()
+    if args.job:
+        job = json.loads(Path(args.job).read_text())
+        try:
+            result = run_job(job)
+        except BaseException:
+            if job["part"] == "val":
+                Path(job["sel"]).with_suffix(".failed").write_text("failed")
+            raise
+        Path(args.job).with_suffix(".result.json").write_text(json.dumps(result))
+        return
+
+    out = Path(args.out)
+    for sub in ("sel", "jobs", "logs"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    jobs = plan(args, out)
+    for j in jobs:
+        print(f"{j['id']:50s} cost {j['cost']:9.0f}", flush=True)
+    print(f"{len(jobs)} jobs", flush=True)
+    if args.dry:
+        return
+    t0, rows, queue, running = time.time(), [], list(jobs), {}
+    log = (out / "done.log").open("a")
+    while queue or running:
+        while queue and len(running) < args.workers:
+            j = queue.pop(0)
+            spec = out / "jobs" / f"{j['id']}.json"
+            spec.write_text(json.dumps(j))
+            with (out / "logs" / f"{j['id']}.log").open("w") as fh:
+                running[j["id"]] = (j, subprocess.Popen([sys.executable, __file__, str(out), "--job", str(spec)],
+                                                        stdout=fh, stderr=subprocess.STDOUT))
+        time.sleep(2)
+        for jid, (j, proc) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[jid]
+            result = out / "jobs" / f"{jid}.result.json"
+            if proc.returncode != 0 or not result.exists():
+                log.write(f"{time.time() - t0:7.0f} FAIL {jid}: exit status {proc.returncode} (logs/{jid}.log)\n")
+                log.flush()
+                continue
+            r = json.loads(result.read_text())
+            log.write(f"{time.time() - t0:7.0f} ok {jid} {r['seconds']:.0f}s rss {r['rss_mb']} MB H {r.get('H', '')}\n")
+            log.flush()
+            if j["part"] == "test":
+                rows.append(r)
+                pd.DataFrame(rows).to_csv(out / "rows.tmp", index=False, float_format="%.4f")
+                (out / "rows.tmp").rename(out / "rows.csv")
+
+
+if __name__ == "__main__":
+    main()
