@@ -2,9 +2,12 @@
 
 The public codes (TF-VAEGAN, CE-GZSL) evaluate while they train: every K generator epochs a
 fresh classifier is fitted and its best test H kept, and a run reports its best evaluation.
-Ours is matched by one run per evaluated epoch count E (``train.<DS>.epochs=E``, the classifier's
-epochs fixed, no calibration) scored by our ``test_selected`` protocol (best classifier epoch on
-test), so both sides are test-selected on the same files after the same number of epochs.
+Ours is matched by one run per evaluated point (``train.<DS>.epochs=E``, the classifier's epochs
+fixed, no calibration) scored by our ``test_selected`` protocol (best classifier epoch on test),
+so both sides are test-selected on the same files after the same number of generator steps.
+Steps, not epochs: our epoch is one pass over the seen features, TF-VAEGAN's is two
+(``--feedback_loop 2``: a pass without its feedback module, then one with it), so its epoch e
+is our E = 2e (:data:`PASSES_PER_EPOCH`).
 
 ``python -m bsegn.fidelity OURS.csv --public tf-vaegan=reports/tfvaegan_runs.csv
 ce-gzsl=reports/public/cegzsl_curves.csv --out reports/fidelity.csv``
@@ -15,7 +18,7 @@ ce-gzsl=reports/public/cegzsl_curves.csv --out reports/fidelity.csv``
   S, H``, epochs counted from 1: ``bsegn/tfvaegan.py collect``, ``tools/cegzsl_public.py collect
   --curves``).
 
-The table has one row per method x dataset x epoch that both sides evaluated: the two H at that
+The table has one row per method x dataset x pass count that both sides evaluated: the two H at that
 epoch and the best H of each side up to it (what a run cut there would report), and the gaps.
 """
 
@@ -27,8 +30,11 @@ import pandas as pd
 
 from .io import save_text
 
-KEY = ["dataset", "method", "epoch"]
-COLUMNS = [*KEY, "ours_seed", "public_seed", "ours_T1", "public_T1", "ours_H", "public_H", "gap_H",
+# passes over the seen training features in one epoch of the public code (ours: 1)
+PASSES_PER_EPOCH = {"tf-vaegan": 2, "ce-gzsl": 1}
+
+KEY = ["dataset", "method", "epoch"]  # epoch: passes over the data, as our train.epochs counts them
+COLUMNS = [*KEY, "public_epoch", "ours_seed", "public_seed", "ours_T1", "public_T1", "ours_H", "public_H", "gap_H",
            "ours_best_H", "public_best_H", "gap_best_H"]
 
 
@@ -42,10 +48,14 @@ def ours_curve(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def public_curve(method: str, curves: pd.DataFrame) -> pd.DataFrame:
+    """A public code's evaluations, its epochs (``public_epoch``) converted to our passes (``epoch``)."""
+    if method not in PASSES_PER_EPOCH:
+        raise ValueError(f"--public {method}: no public code known for it (known: {sorted(PASSES_PER_EPOCH)})")
     need = {"dataset", "seed", "epoch", "T1", "H"}
     if missing := sorted(need - set(curves.columns)):
         raise ValueError(f"--public {method}: column(s) {missing} missing (expected {sorted(need)})")
-    return curves.assign(method=method)[["dataset", "method", "epoch", "seed", "T1", "H"]]
+    out = curves.assign(method=method, public_epoch=curves["epoch"], epoch=curves["epoch"] * PASSES_PER_EPOCH[method])
+    return out[["dataset", "method", "epoch", "public_epoch", "seed", "T1", "H"]]
 
 
 def _with_best(curve: pd.DataFrame) -> pd.DataFrame:
@@ -61,7 +71,7 @@ def table(ours: pd.DataFrame, public: pd.DataFrame) -> pd.DataFrame:
     """Both curves at the epochs both evaluated, with the gaps ours - public."""
     both = _with_best(ours).merge(_with_best(public), on=KEY, suffixes=("_ours", "_public"))
     out = pd.DataFrame({
-        **{k: both[k] for k in KEY},
+        **{k: both[k] for k in KEY}, "public_epoch": both["public_epoch"],
         "ours_seed": both["seed_ours"], "public_seed": both["seed_public"],
         "ours_T1": both["T1_ours"], "public_T1": both["T1_public"],
         "ours_H": both["H_ours"], "public_H": both["H_public"], "gap_H": both["H_ours"] - both["H_public"],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import warnings
 
 import numpy as np
 import torch
@@ -19,9 +21,24 @@ def resolve_device(name: str, tf32: bool = False) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("base.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+    if device.type == "cpu":
+        check_cpu_kernels()
     torch.backends.cuda.matmul.allow_tf32 = tf32 and device.type == "cuda"
     torch.backends.cudnn.allow_tf32 = tf32 and device.type == "cuda"
     return device
+
+
+def check_cpu_kernels() -> str:
+    """Warn when PyTorch's CPU kernels are not the AVX2 ones that ``bsegn`` pins (its
+    ``CPU_KERNELS``): torch was imported before bsegn, or the environment chose others. Returns
+    the capability in use."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability != "AVX2":
+        warnings.warn(f"PyTorch runs its {capability} CPU kernels, not AVX2 ones: their rounding differs, "
+                      f"and training amplifies it, so results differ from the committed ones (ATEN_CPU_CAPABILITY="
+                      f"{os.environ.get('ATEN_CPU_CAPABILITY', 'unset')}; import bsegn before torch, which "
+                      "pins AVX2, or unset it)", stacklevel=2)
+    return capability
 
 
 def seed_everything(seed: int) -> None:

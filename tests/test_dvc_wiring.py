@@ -45,6 +45,8 @@ def test_stage_depends_on_the_modules_it_imports(name):
     listed = {d for d in stage["deps"] if d.startswith("bsegn/")}
     assert script in stage["deps"], f"{name}: entry script {script} not in deps"
     assert "stages/__init__.py" in stage["deps"], f"{name}: stages/__init__.py (run first) not in deps"
+    assert "bsegn/__init__.py" in stage["deps"], f"{name}: bsegn/__init__.py (its CPU-kernel pin) not in deps"
+    listed.discard("bsegn/__init__.py")
     assert imported == listed, (f"{name}: dvc.yaml deps differ from imports; "
                                 f"missing {sorted(imported - listed)}, unused {sorted(listed - imported)}")
 

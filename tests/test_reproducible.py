@@ -1,0 +1,71 @@
+"""One set of numbers on every x86-64 CPU: bsegn pins PyTorch's CPU kernels to AVX2
+(bsegn.CPU_KERNELS), so the train stage gives the bytes recorded in dvc.lock on any such CPU,
+AVX-512 ones included (where PyTorch would otherwise pick other kernels)."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import bsegn
+
+ROOT = Path(__file__).resolve().parents[1]
+HAS_AVX2 = "avx2" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else False
+
+
+def _unpinned_env() -> dict:
+    """The environment without the pin's variables, as a fresh shell has it."""
+    return {k: v for k, v in os.environ.items() if k not in bsegn.CPU_KERNELS}
+
+
+def _locked_md5(stage: str, path: str) -> str:
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    return next(o["md5"] for o in lock["stages"][stage]["outs"] if o["path"] == path)
+
+
+@pytest.mark.skipif(not HAS_AVX2, reason="the pin is AVX2; this CPU has no AVX2")
+def test_importing_bsegn_pins_the_avx2_kernels_before_torch_runs():
+    code = "import bsegn, torch; torch.ones(8).sum(); print(torch.backends.cpu.get_cpu_capability())"
+    done = subprocess.run([sys.executable, "-c", code], env=_unpinned_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "AVX2"
+
+
+def test_an_explicit_capability_wins_and_is_warned_about():
+    code = ("import warnings, bsegn, torch\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    from bsegn.runtime import resolve_device\n"
+            "    resolve_device('cpu')\n"
+            "print(torch.backends.cpu.get_cpu_capability(), len(w), w[0].message if w else '')")
+    done = subprocess.run([sys.executable, "-c", code], env={**_unpinned_env(), "ATEN_CPU_CAPABILITY": "default"},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("DEFAULT 1 PyTorch runs its DEFAULT CPU kernels, not AVX2"), done.stdout
+
+
+@pytest.mark.skipif(not HAS_AVX2, reason="the record was made with AVX2 kernels")
+def test_a_fresh_train_stage_writes_the_model_bytes_dvc_lock_records(tmp_path):
+    """download, prepare and train of SYN seed 0, run as a fresh clone runs them (no kernel
+    variables set), give the md5s of dvc.lock: the committed results reproduce on this CPU."""
+    for name in ("bsegn", "stages"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("params.yaml", "methods.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    env = {**_unpinned_env(), "PYTHONPATH": str(tmp_path)}
+    for stage in (["download", "--dataset", "SYN"], ["prepare", "--dataset", "SYN"],
+                  ["train", "--dataset", "SYN", "--seed", "0"]):
+        done = subprocess.run([sys.executable, "-m", f"stages.{stage[0]}", *stage[1:]], cwd=tmp_path, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+    def md5(path: str) -> str:
+        return hashlib.md5((tmp_path / path).read_bytes()).hexdigest()
+
+    assert md5("data/prepared/SYN.npz") == _locked_md5("prepare@SYN", "data/prepared/SYN.npz")
+    assert md5("runs/SYN/seed0/model.pt") == _locked_md5("train@SYN-0", "runs/SYN/seed0/model.pt")
