@@ -4,13 +4,14 @@ Every ``train.checkpoint_every`` epochs the whole training state (networks, opti
 run's random stream, the gradient-penalty weight, the per-epoch history) is written
 atomically to ``.cache/checkpoints/``, outside the DVC outputs; the stage deletes it once its
 outputs are written. A restarted run with the same params and data picks it up and, on the
-CPU, ends exactly as an uninterrupted run would. A checkpoint from other params or data is
-ignored (and overwritten).
+CPU, ends exactly as an uninterrupted run would. A checkpoint from other params, data or
+code (the package's source files) is ignored (and overwritten).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import sys
 from pathlib import Path
 
@@ -30,11 +31,20 @@ def _parts(s) -> dict:
     return {k: v for k, v in parts.items() if v is not None}
 
 
+def code_digest() -> str:
+    """SHA-256 over the package's source files: a checkpoint resumes only the code that wrote it
+    (one left behind by a killed run must not resume a run of changed code)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def _identity(s) -> dict:
-    """What must match for a checkpoint to belong to this run: params and data."""
+    """What must match for a checkpoint to belong to this run: params, data and code."""
     cfg = {k: v for k, v in dataclasses.asdict(s.cfg).items() if k not in IGNORED_KEYS}
     data = [len(s.x), s.x.shape[1], round(float(s.x.double().sum()), 3), round(float(s.att.double().sum()), 6)]
-    return {"cfg": cfg, "data": data}
+    return {"cfg": cfg, "data": data, "code": code_digest()}
 
 
 def save(path: Path, s, history: list[dict]) -> None:
@@ -51,7 +61,7 @@ def restore(path: Path, s, label: str) -> list[dict]:
         return []
     payload = torch.load(path, map_location=s.x.device, weights_only=True)
     if payload["identity"] != _identity(s):
-        print(f"{label}: ignoring checkpoint {path} (other params or data)", file=sys.stderr)
+        print(f"{label}: ignoring checkpoint {path} (other params, data or code)", file=sys.stderr)
         return []
     for name, part in _parts(s).items():
         part.load_state_dict(payload[name])

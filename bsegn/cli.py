@@ -55,23 +55,29 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
+# What a stopped stage can truthfully say: its own outputs are written atomically, so it left no
+# half-written file; but DVC deletes a stage's previous outputs before it starts the stage.
+_NOTHING_WRITTEN = ("this stage wrote nothing, but DVC had removed its previous outputs before starting it: "
+                    "`dvc checkout` brings back the last recorded ones, `dvc repro` makes them again")
+
+
 def run(main: Callable[[], None]) -> None:
     """Run a stage; expected failures print one clear line and exit 2 (130 when interrupted,
-    143 when stopped by SIGTERM), never a traceback, leaving previous outputs as they were."""
+    143 when stopped by SIGTERM), never a traceback, and never a half-written output."""
     _stop_on_sigterm()
     try:
         if parent_gone():
             raise _ParentGone()
         main()
     except _ParentGone:
-        print("error: stopped by SIGTERM (the dvc process that started this stage has ended?); "
-              "nothing was written", file=sys.stderr)
+        print(f"error: stopped by SIGTERM (the dvc process that started this stage has ended?); {_NOTHING_WRITTEN}",
+              file=sys.stderr)
         sys.exit(143)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:  # outputs are written atomically: the previous ones are intact
-        print("error: interrupted; nothing was written, previous outputs are unchanged", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"error: interrupted; {_NOTHING_WRITTEN}", file=sys.stderr)
         sys.exit(130)
     except OSError as exc:  # permissions, a full disk, a file where a folder belongs, ...
         where = f"{exc.filename}: " if exc.filename else ""

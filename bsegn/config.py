@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,6 +322,9 @@ def _read_yaml(path: Path, what: str) -> dict:
     return raw
 
 
+SECTIONS = ("base", "download", "prepare", "train", "generate", "classify")  # params.yaml's top level
+
+
 def load_params(path: str | Path = "params.yaml") -> dict:
     """params.yaml, with the methods of the ``methods.yaml`` beside it under ``"methods"``
     (so one dict holds every layer, and ``apply_overrides`` reaches both files)."""
@@ -328,6 +332,11 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     raw = _read_yaml(path, "parameters")
     if "methods" in raw:
         raise ConfigError(f"{path}: section 'methods' belongs in {METHODS_FILE}, beside params.yaml")
+    for name in raw:
+        if name not in SECTIONS:
+            near = difflib.get_close_matches(str(name), SECTIONS, n=1)
+            raise ConfigError(f"{path}: unknown section '{name}'" + (f" (did you mean '{near[0]}'?)" if near else "")
+                              + f"; the sections are {', '.join(SECTIONS)}")
     raw["methods"] = _read_yaml(path.parent / METHODS_FILE, "methods")
     return raw
 

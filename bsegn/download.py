@@ -14,6 +14,7 @@ import http.client
 import posixpath
 import shutil
 import socket
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -113,10 +114,18 @@ def _sidecar(archive: Path) -> Path:
 # --------------------------------------------------------------------------- url
 
 
+def cached_archive(cache_dir: Path, url: str) -> Path:
+    """Where ``url``'s archive is cached: a folder per address (its host and a digest of the
+    whole URL), so an archive of the same name from another server is never taken for it."""
+    parsed = urllib.parse.urlparse(url)
+    key = f"{parsed.hostname or 'local'}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+    return cache_dir / key / (posixpath.basename(parsed.path) or "archive.zip")
+
+
 def download_archive(dataset: str, url: str, cache_dir: Path, sha256: str | None = None,
                      timeout_s: float = 60.0, retries: int = 3) -> tuple[Path, str]:
     """The verified archive at ``url`` in ``cache_dir`` and its SHA-256, downloading it if needed."""
-    final = cache_dir / (posixpath.basename(urllib.parse.urlparse(url).path) or "archive.zip")
+    final = cached_archive(cache_dir, url)
     sidecar = _sidecar(final)
     if final.is_file():
         # the recorded digest spares re-hashing 879 MB for every dataset in the archive
@@ -128,7 +137,7 @@ def download_archive(dataset: str, url: str, cache_dir: Path, sha256: str | None
         final.unlink()  # a different archive than the pinned one: fetch again
         sidecar.unlink(missing_ok=True)
     part = final.with_name(final.name + ".part")
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(retries + 1):
         try:
             _stream(url, part, timeout_s)
@@ -145,6 +154,9 @@ def download_archive(dataset: str, url: str, cache_dir: Path, sha256: str | None
                 resume = f" Rerunning resumes from {part}." if part.exists() else ""
                 raise DownloadError(f"{dataset}: {url} {what} after {attempt + 1} attempt(s) ({exc}).{resume} "
                                     f"{_local_hint(dataset, final.name)}") from None
+            print(f"download {dataset}: {url}: {exc}; attempt {attempt + 2} of {retries + 1} in "
+                  f"{RETRY_DELAY_S * (attempt + 1):g} s (download.timeout_s={timeout_s:g}, retries={retries})",
+                  file=sys.stderr, flush=True)
         time.sleep(RETRY_DELAY_S * (attempt + 1))
     try:  # a complete but bad download is deleted so that the next run starts afresh
         _open_zip(dataset, part).close()

@@ -26,7 +26,9 @@ def run_failing(exc, capsys):
 
 @pytest.mark.parametrize("exc, code, text", [
     (ConfigError("train.CUB.lr: must be >= 0"), 2, "train.CUB.lr"),
-    (KeyboardInterrupt(), 130, "interrupted"),
+    # DVC removed the stage's old outputs before it ran: the line says so and how to get them back
+    (KeyboardInterrupt(), 130, "interrupted; this stage wrote nothing, but DVC had removed its previous outputs "
+                               "before starting it: `dvc checkout` brings back"),
     (PermissionError(errno.EACCES, "Permission denied", "reports/results.csv"), 2,
      "reports/results.csv: Permission denied"),
     (OSError(errno.ENOSPC, "No space left on device", "runs/SYN/seed0/model.pt"), 2, "No space left"),

@@ -103,6 +103,14 @@ def test_an_unknown_method_and_a_methods_section_in_params_are_refused(real_para
         validate_all(load_params(tmp_path / "params.yaml"))
 
 
+def test_a_misspelt_top_level_section_is_refused_by_name(tmp_path):
+    """`trian:` used to be accepted and ignored, the shipped train defaults silently used."""
+    (tmp_path / "methods.yaml").write_text((PARAMS_FILE.parent / "methods.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(PARAMS_FILE.read_text().replace("\ntrain:\n", "\ntrian:\n"))
+    with pytest.raises(ConfigError, match=r"params.yaml: unknown section 'trian' \(did you mean 'train'\?\)"):
+        load_params(tmp_path / "params.yaml")
+
+
 def test_valid_sha256_pin_is_accepted(real_params):
     validate_all(with_value(real_params, "download.sources.CUB.sha256", "0123456789abcdef" * 4))
 

@@ -102,6 +102,12 @@ def fetch(dataset, source, tmp_path, **kw):
     return fetch_dataset(dataset, source, tmp_path / "out" / dataset, tmp_path / "cache", **kw)
 
 
+def _cached(tmp_path: Path, server, suffix: str = "") -> Path:
+    """The cache file of the test server's archive (``suffix``: its .sha256 or .part beside it)."""
+    path = download.cached_archive(tmp_path / "cache", server.url)
+    return path.with_name(path.name + suffix)
+
+
 def assert_extracted(out: Path):
     for name, data in FILES.items():
         assert (out / name).read_bytes() == data
@@ -121,10 +127,10 @@ def test_url_download_extracts_and_records_provenance(server, tmp_path):
     assert info["archive_sha256"] == sha(server.body)
     assert info["files"] == {name: sha(data) for name, data in FILES.items()}
     assert info["found_in"] == "xlsa17/data/CUB"
-    cached = tmp_path / "cache" / "xlsa17.zip"
+    cached = _cached(tmp_path, server)
     assert cached.read_bytes() == server.body
-    assert (tmp_path / "cache" / "xlsa17.zip.sha256").read_text().split()[0] == sha(server.body)
-    assert not (tmp_path / "cache" / "xlsa17.zip.part").exists()
+    assert (_cached(tmp_path, server, ".sha256")).read_text().split()[0] == sha(server.body)
+    assert not (_cached(tmp_path, server, ".part")).exists()
 
 
 def test_interrupted_download_resumes_with_range(server, tmp_path):
@@ -132,7 +138,7 @@ def test_interrupted_download_resumes_with_range(server, tmp_path):
     server.mode, server.cut_after = "cut", len(server.body) // 3
     fetch("CUB", SourceConfig(kind="url", url=server.url), tmp_path, retries=2)
     assert [r["range"] for r in server.requests] == [None, f"bytes={server.cut_after}-"]
-    assert (tmp_path / "cache" / "xlsa17.zip").read_bytes() == server.body
+    assert (_cached(tmp_path, server)).read_bytes() == server.body
     assert_extracted(tmp_path / "out" / "CUB")
 
 
@@ -141,30 +147,30 @@ def test_interruption_without_retries_keeps_part_for_next_run(server, tmp_path):
     server.mode, server.cut_after = "cut", 1000
     with pytest.raises(DownloadError, match="interrupted"):
         fetch("CUB", SourceConfig(kind="url", url=server.url), tmp_path, retries=0)
-    assert (tmp_path / "cache" / "xlsa17.zip.part").stat().st_size == 1000
+    assert (_cached(tmp_path, server, ".part")).stat().st_size == 1000
     assert not (tmp_path / "out" / "CUB").exists()
     fetch("CUB", SourceConfig(kind="url", url=server.url), tmp_path, retries=0)
     assert server.requests[-1]["range"] == "bytes=1000-"
-    assert (tmp_path / "cache" / "xlsa17.zip").read_bytes() == server.body
+    assert (_cached(tmp_path, server)).read_bytes() == server.body
 
 
 def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
     server.body = make_zip(tmp_path / "src.zip").read_bytes()
     server.mode = "ignore_range"
-    (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / "xlsa17.zip.part").write_bytes(b"stale bytes from elsewhere")
+    _cached(tmp_path, server).parent.mkdir(parents=True)
+    (_cached(tmp_path, server, ".part")).write_bytes(b"stale bytes from elsewhere")
     fetch("CUB", SourceConfig(kind="url", url=server.url), tmp_path)
     assert server.requests[0]["range"] == "bytes=26-"
-    assert (tmp_path / "cache" / "xlsa17.zip").read_bytes() == server.body
+    assert (_cached(tmp_path, server)).read_bytes() == server.body
 
 
 def test_complete_part_answered_416_is_used(server, tmp_path):
     server.body = make_zip(tmp_path / "src.zip").read_bytes()
-    (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / "xlsa17.zip.part").write_bytes(server.body)
+    _cached(tmp_path, server).parent.mkdir(parents=True)
+    (_cached(tmp_path, server, ".part")).write_bytes(server.body)
     fetch("CUB", SourceConfig(kind="url", url=server.url), tmp_path)
     assert len(server.requests) == 1
-    assert (tmp_path / "cache" / "xlsa17.zip").read_bytes() == server.body
+    assert (_cached(tmp_path, server)).read_bytes() == server.body
 
 
 def test_archive_is_fetched_once_for_two_datasets(server, tmp_path, monkeypatch):
@@ -180,13 +186,41 @@ def test_archive_is_fetched_once_for_two_datasets(server, tmp_path, monkeypatch)
     assert_extracted(tmp_path / "out" / "CUB")
 
 
+def test_a_same_named_archive_from_another_server_is_fetched_not_taken_from_the_cache(server, tmp_path):
+    """The cache is keyed by the whole URL: another address serving an `xlsa17.zip` is asked for
+    its own bytes, and source.json records the address they came from."""
+    server.body = make_zip(tmp_path / "src.zip").read_bytes()
+    fetch("CUB", SourceConfig(kind="url", url=server.url), tmp_path)
+    other = server.url.replace("/xlsa17.zip", "/mirror/xlsa17.zip")
+    info = fetch("AWA1", SourceConfig(kind="url", url=other), tmp_path)
+    assert len(server.requests) == 2 and info["url"] == other
+    assert download.cached_archive(tmp_path / "cache", other) != _cached(tmp_path, server)
+    assert json.loads((tmp_path / "out" / "AWA1" / "source.json").read_text())["url"] == other
+
+
+def test_a_server_that_never_answers_is_reported_per_attempt(tmp_path, capsys):
+    """A server that accepts the connection and never answers: each attempt ends after
+    download.timeout_s with a line saying what happens next (it used to be silent for 255 s)."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)  # the kernel completes the handshake; nobody ever reads or answers
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/xlsa17.zip"
+    try:
+        with pytest.raises(DownloadError, match=r"could not be reached after 2 attempt\(s\)|after 2 attempt"):
+            fetch("CUB", SourceConfig(kind="url", url=url), tmp_path, timeout_s=0.3, retries=1)
+    finally:
+        silent.close()
+    err = capsys.readouterr().err
+    assert f"download CUB: {url}:" in err and "attempt 2 of 2" in err and "download.timeout_s=0.3" in err
+
+
 def test_pinned_sha256_mismatch_removes_download(server, tmp_path):
     server.body = make_zip(tmp_path / "src.zip").read_bytes()
     with pytest.raises(DownloadError) as err:
         fetch("CUB", SourceConfig(kind="url", url=server.url, sha256="0" * 64), tmp_path)
     assert "0" * 64 in str(err.value) and sha(server.body) in str(err.value)
     assert not (tmp_path / "out" / "CUB").exists()
-    assert not list((tmp_path / "cache").glob("xlsa17.zip*"))
+    assert not list(_cached(tmp_path, server).parent.glob("xlsa17.zip*"))
 
 
 @pytest.mark.parametrize("body", ["garbage", "truncated"])
@@ -196,7 +230,7 @@ def test_bad_archive_is_rejected_and_not_cached(server, tmp_path, body):
     with pytest.raises(DownloadError, match="not a readable zip"):
         fetch("CUB", SourceConfig(kind="url", url=server.url), tmp_path)
     assert not (tmp_path / "out" / "CUB").exists()
-    assert not list((tmp_path / "cache").glob("xlsa17.zip*"))
+    assert not list(_cached(tmp_path, server).parent.glob("xlsa17.zip*"))
     assert not list((tmp_path / "out").iterdir())  # no temporary folder left behind either
 
 

@@ -51,3 +51,21 @@ def test_gamma_grid_spans_the_leads_with_n_quantiles():
     assert np.isclose(grid.min(), lead.min()) and np.isclose(grid.max(), lead.max())
     assert np.isclose(np.median(grid[grid != 0.0]), np.median(lead), atol=1e-6) or np.any(np.isclose(grid, np.median(lead)))
     assert len(gamma_grid(scores, seen_cols)) == 42  # the default: 41 quantiles and 0
+
+
+def test_a_diverging_classifier_stops_with_an_error_naming_its_lr():
+    """classify.<DS>.lr=1e6 used to finish with rc 0 and a near-chance H; it now stops the stage."""
+    import dataclasses
+
+    import pytest
+
+    from bsegn.classifier import ClassifierDiverged, fit_softmax
+    from bsegn.errors import PipelineError
+
+    torch.manual_seed(0)
+    x, y = torch.randn(300, 16), torch.randint(0, 5, (300,))
+    cfg = dataclasses.replace(classify_cfg(), epochs=3)
+    fit_softmax(x, y, 5, cfg)  # the shipped lr trains
+    with pytest.raises(ClassifierDiverged, match=r"diverged at epoch 1: .*classify\.<DATASET>\.lr \(now 1e\+06\)"):
+        fit_softmax(x, y, 5, dataclasses.replace(cfg, lr=1e6))
+    assert issubclass(ClassifierDiverged, PipelineError)  # a stage prints it as one line

@@ -558,6 +558,22 @@ def test_a_checkpoint_resumes_to_the_uninterrupted_run(bench, tmp_path, capsys, 
         assert torch.equal(a, b)
 
 
+def test_a_checkpoint_of_other_code_is_not_resumed(bench, tmp_path, capsys, monkeypatch):
+    """A checkpoint left by a killed run resumes only the code that wrote it: after a change to
+    the package (here: its digest), the run starts over."""
+    from bsegn import checkpoint
+    cfg = dataclasses.replace(CFG, epochs=4, checkpoint_every=2)
+    path = tmp_path / "ckpt.pt"
+    seed_everything(0)
+    trainer.train(bench, cfg, CPU, checkpoint_path=path)
+    monkeypatch.setattr(checkpoint, "code_digest", lambda: "0" * 64)
+    seed_everything(0)
+    _, history = trainer.train(bench, cfg, CPU, label="changed", checkpoint_path=path)
+    err = capsys.readouterr().err
+    assert "changed: ignoring checkpoint" in err and "other params, data or code" in err
+    assert "resuming" not in err and len(history) == 4
+
+
 def test_classify_without_validation_when_nothing_needs_it(splits, model):
     test = splits["test"]
     run = pipeline.RunConfig(CFG, generate_cfg(syn_num=10), classify_cfg(epochs=2, calibration=False), CPU)
