@@ -150,7 +150,9 @@ def download_archive(dataset: str, url: str, cache_dir: Path, sha256: str | None
             # a host name that does not resolve means no network (or a typo): retrying only delays
             offline = isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, socket.gaierror)
             if attempt == retries or offline:
-                what = "could not be reached" if isinstance(exc, urllib.error.URLError) else "download was interrupted"
+                what = ("could not be reached" if isinstance(exc, urllib.error.URLError)
+                        else f"did not answer within download.timeout_s={timeout_s:g} s" if isinstance(exc, TimeoutError)
+                        else "download was interrupted")
                 resume = f" Rerunning resumes from {part}." if part.exists() else ""
                 raise DownloadError(f"{dataset}: {url} {what} after {attempt + 1} attempt(s) ({exc}).{resume} "
                                     f"{_local_hint(dataset, final.name)}") from None
