@@ -179,6 +179,8 @@ def evaluate(bench: Benchmark, model: GenerativeModel, syn_x: np.ndarray, syn_y:
     if gamma is not None:
         metrics["calibrated"] = {"gamma": gamma, **{k: last[f"{k}_cs"] for k in ("U", "S", "H")}}
     metrics["test_selected"] = test_selected(curve)
+    # what guessing scores: ZSL among the unseen classes, GZSL among all (U = S = H = 100/n)
+    metrics["chance"] = {"T1": 100.0 / len(bench.unseen), "H": 100.0 / (len(bench.seen) + len(bench.unseen))}
     return _rounded(metrics), [_rounded(r) for r in curve], predictions
 
 

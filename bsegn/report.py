@@ -49,8 +49,20 @@ def headline_row(metrics: dict) -> dict:
 
 
 def result_row(metrics: dict) -> dict:
-    """:func:`headline_row` plus the test-selected numbers, labelled ``*_test_selected``."""
-    return {**headline_row(metrics), **{f"{k}_test_selected": metrics["test_selected"][k] for k in HEADLINE}}
+    """:func:`headline_row` plus the test-selected numbers, labelled ``*_test_selected``, and
+    the H that guessing scores (``H_chance``; empty for runs from before it was recorded)."""
+    return {**headline_row(metrics), **{f"{k}_test_selected": metrics["test_selected"][k] for k in HEADLINE},
+            "H_chance": metrics.get("chance", {}).get("H", float("nan"))}
+
+
+AT_CHANCE = 2.0  # a run whose H is below this multiple of guessing's learned nothing worth reporting
+
+
+def at_chance(results: pd.DataFrame) -> pd.DataFrame:
+    """The runs (rows of ``results.csv``) whose H is within :data:`AT_CHANCE` x of chance."""
+    if "H_chance" not in results:
+        return results.iloc[0:0]
+    return results[results["H"] < AT_CHANCE * results["H_chance"]]
 
 
 def collect(datasets: list[str], seeds: list[int]) -> pd.DataFrame:
@@ -82,8 +94,10 @@ def _pm(r, key: str) -> str:
     return f"{r[f'{key}_mean']:.1f} ± " + ("n/a" if pd.isna(std) else f"{std:.1f}")
 
 
-def markdown(summary: pd.DataFrame, published: pd.DataFrame | None = None) -> str:
-    """The summary as Markdown: headline, calibrated, test-selected and published numbers, each labelled."""
+def markdown(summary: pd.DataFrame, published: pd.DataFrame | None = None,
+             results: pd.DataFrame | None = None) -> str:
+    """The summary as Markdown: headline, calibrated, test-selected and published numbers, each
+    labelled; with ``results``, a warning naming every run at chance level."""
     cal = "H_cs_mean" in summary
     head = "| dataset | seeds | T1 | U | S | H |" + (" U (CS) | S (CS) | H (CS) |" if cal else "")
     lines = ["# Results", "",
@@ -94,6 +108,12 @@ def markdown(summary: pd.DataFrame, published: pd.DataFrame | None = None) -> st
     for _, r in summary.iterrows():
         cells = [_pm(r, k) for k in HEADLINE] + ([_pm(r, f"{k}_cs") for k in ("U", "S", "H")] if cal else [])
         lines.append(f"| {r['dataset']} | {r['n_seeds']} | " + " | ".join(cells) + " |")
+    chance = at_chance(results) if results is not None else None
+    if chance is not None and len(chance):
+        runs = ", ".join(f"{r['dataset']} seed {r['seed']} (H {r['H']:.1f}, chance {r['H_chance']:.1f})"
+                         for _, r in chance.iterrows())
+        lines += ["", f"**At chance level** (H below {AT_CHANCE:g} x what guessing scores): {runs}. Such a run "
+                  "learned nothing; look at its training curves before reading its numbers."]
     lines += ["", "Literature protocol, **test-selected** (the best classifier epoch chosen on the test set, "
               "as most published generative GZSL code reports; optimistic, not comparable with the table above):", "",
               "| dataset | T1 | U | S | H |", "|---|---|---|---|---|"]
@@ -127,7 +147,7 @@ def write_reports(datasets: list[str], seeds: list[int], out_dir: str | Path = "
     save_text(results.to_csv(index=False, float_format="%.4f"), out_dir / "results.csv")
     save_text(summary.to_csv(index=False, float_format="%.4f"), out_dir / "summary.csv")
     published = pd.read_csv(PUBLISHED) if PUBLISHED.exists() else None
-    save_text(markdown(summary, published), out_dir / "results.md")
+    save_text(markdown(summary, published, results), out_dir / "results.md")
     keys = HEADLINE + (["H_cs"] if "H_cs_mean" in summary else [])
     save_json({r["dataset"]: {k: round(float(r[f"{k}_mean"]), 2) for k in keys} for _, r in summary.iterrows()},
               out_dir / "metrics.json")

@@ -25,3 +25,19 @@ def test_several_seeds_give_the_sample_std():
     summary = summarise(results([0, 2]))
     assert summary.loc[0, "T1_mean"] == 51.0 and round(summary.loc[0, "T1_std"], 4) == round(2 ** 0.5, 4)
     assert "51.0 ± 1.4" in markdown(summary)
+
+
+def test_a_run_at_chance_level_is_named_in_the_report():
+    """classify.<DS>.lr=1e6 used to finish with H 0.8 and a report that read like any other."""
+    from bsegn.report import at_chance, result_row
+
+    rows = results([0, 1]).assign(H_chance=2.4)
+    rows.loc[1, "H"] = 0.8
+    assert list(at_chance(rows)["seed"]) == [1]
+    md = markdown(summarise(rows), results=rows)
+    assert "**At chance level** (H below 2 x what guessing scores): SYN seed 1 (H 0.8, chance 2.4)" in md
+    assert "At chance" not in markdown(summarise(rows.iloc[:1]), results=rows.iloc[:1])
+    # metrics of runs from before chance was recorded are read, and never marked
+    old = {k: 1.0 for k in ("T1", "U", "S", "H")}
+    row = result_row({**old, "test_selected": old})
+    assert math.isnan(row["H_chance"]) and at_chance(pd.DataFrame([row])).empty
