@@ -290,8 +290,28 @@ def test_bad_param_fails_with_the_key_named(project):
         write_params(project, params)
         res = sh([sys.executable, "stages/download.py", "--dataset", "TINY"], project, check=False)
         assert res.returncode == 2 and "classify.common.epocs: unknown key" in res.stderr
+        # so does a misspelt section (it used to be ignored, the shipped defaults used instead)
+        params = yaml.safe_load(yaml.safe_dump(TINY))
+        params["trian"] = params.pop("train")
+        write_params(project, params)
+        res = sh([sys.executable, "stages/download.py", "--dataset", "TINY"], project, check=False)
+        assert res.returncode == 2 and "unknown section 'trian' (did you mean 'train'?)" in res.stderr
     finally:
         write_params(project, TINY)
+
+
+def test_a_diverging_classifier_fails_the_experiment_with_one_line(project):
+    """classify.common.lr=1e6 used to end with rc 0 and H 0.8; now the first classify stops with
+    one `error:` line naming the key, and the workspace and its outputs are untouched."""
+    metrics_before = (project / "runs/TINY/seed0/metrics.json").read_bytes()
+    status_before = sh(["git", "status", "--porcelain"], project).stdout
+    res = sh(DVC + ["exp", "run", "--temp", "-S", "classify.common.lr=1e6"], project, check=False)
+    assert res.returncode != 0
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "the softmax classifier diverged" in errors[0], res.stderr[-2000:]
+    assert "classify.<DATASET>.lr (now 1e+06)" in errors[0]
+    assert (project / "runs/TINY/seed0/metrics.json").read_bytes() == metrics_before
+    assert sh(["git", "status", "--porcelain"], project).stdout == status_before
 
 
 def test_killed_stage_leaves_no_output(project, tmp_path):
