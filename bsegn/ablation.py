@@ -49,7 +49,6 @@ import yaml
 from . import config, data, download, evaluate, pipeline, trainer
 from .io import save_text
 from .report import PROTOCOL_COLUMNS, replace_rows, result_row
-from .runtime import seed_everything
 
 METHODS = ("f-clswgan", "f-vaegan", "tf-vaegan", "ce-gzsl", "bsegn")  # methods.yaml's, in the line's order
 
@@ -143,10 +142,7 @@ def _run_one(job: Job) -> dict:
         validation = trainer.run_train_val(data.load_prepared(prepared_path, split="val"), run, seed,
                                             label=f"{label} train_val")
     if split == "val":
-        seed_everything(seed)
-        selection = evaluate.choose_on_validation(validation.bench, validation.model, validation.syn_x,
-                                                  validation.syn_y, run.classify, run.device)
-        return screening_row(variant, dataset, seed, selection)
+        return screening_row(variant, dataset, seed, evaluate.select(validation, run, seed))
     bench = data.load_prepared(prepared_path)
     model, _ = trainer.run_train(bench, run, seed, label=label)
     x, y = pipeline.run_generate(bench, model, run, seed)

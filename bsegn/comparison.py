@@ -36,8 +36,7 @@ END = "<!-- end of methods table -->"
 def method_rows(runs: pd.DataFrame) -> pd.DataFrame:
     """The two protocol rows of every test-split run of a method in ``runs`` (a CSV of
     ``ablation run``); runs of other variants are left out."""
-    rows = protocol_rows(runs[runs["variant"].isin(METHODS)])
-    return rows.rename(columns={"variant": "method"})[COLUMNS]
+    return recorded_rows(protocol_rows(runs[runs["variant"].isin(METHODS)]))
 
 
 def recorded_rows(record: pd.DataFrame) -> pd.DataFrame:

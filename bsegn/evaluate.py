@@ -220,6 +220,24 @@ def _rounded(d: dict) -> dict:
             for k, v in d.items()}
 
 
+def select(validation: Validation, run: RunConfig, seed: int) -> dict:
+    """The validation-split choices of ``classify`` (classifier epochs, calibration constant, and
+    the curve they come from), made as the stage makes them: after re-seeding."""
+    seed_everything(seed)
+    return choose_on_validation(validation.bench, validation.model, validation.syn_x, validation.syn_y,
+                                run.classify, run.device)
+
+
+def classify_with(bench: Benchmark, model: GenerativeModel, syn_x: np.ndarray, syn_y: np.ndarray, run: RunConfig,
+                  seed: int, selection: dict | None) -> tuple[dict, list[dict], dict]:
+    """The test metrics at ``selection``'s choices (``None``: ``classify.epochs``, uncalibrated),
+    after re-seeding: ``(metrics, per-epoch curve, predictions)``."""
+    seed_everything(seed)
+    return evaluate(bench, model, syn_x, syn_y, run.classify, run.device,
+                    epochs=selection["epochs"] if selection else None,
+                    gamma=selection["gamma"] if selection and run.classify.calibration else None)
+
+
 def run_classify(bench: Benchmark, model: GenerativeModel, syn_x: np.ndarray, syn_y: np.ndarray, run: RunConfig,
                  seed: int, validation: Validation | None) -> tuple[dict, list[dict], dict, dict | None]:
     """Stage ``classify``: choices on the validation split (when ``classify`` needs them:
@@ -227,18 +245,8 @@ def run_classify(bench: Benchmark, model: GenerativeModel, syn_x: np.ndarray, sy
 
     Returns ``(metrics, per-epoch curve, predictions, validation selection or None)``.
     """
-    cfg = run.classify
-    if validation_needed(cfg) != (validation is not None):
+    if validation_needed(run.classify) != (validation is not None):
         raise ValueError("run_classify: pass the train_val results exactly when "
                          "classify.select_epochs is 'val' or classify.calibration is on")
-    selection = None
-    if validation is not None:
-        seed_everything(seed)
-        selection = choose_on_validation(validation.bench, validation.model, validation.syn_x, validation.syn_y,
-                                         cfg, run.device)
-    seed_everything(seed)
-    metrics, curve, predictions = evaluate(
-        bench, model, syn_x, syn_y, cfg, run.device,
-        epochs=selection["epochs"] if selection else None,
-        gamma=selection["gamma"] if selection and cfg.calibration else None)
-    return metrics, curve, predictions, selection
+    selection = select(validation, run, seed) if validation is not None else None
+    return (*classify_with(bench, model, syn_x, syn_y, run, seed, selection), selection)

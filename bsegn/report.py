@@ -108,8 +108,7 @@ def markdown(summary: pd.DataFrame, published: pd.DataFrame | None = None,
     for _, r in summary.iterrows():
         cells = [_pm(r, k) for k in HEADLINE] + ([_pm(r, f"{k}_cs") for k in ("U", "S", "H")] if cal else [])
         lines.append(f"| {r['dataset']} | {r['n_seeds']} | " + " | ".join(cells) + " |")
-    chance = at_chance(results) if results is not None else None
-    if chance is not None and len(chance):
+    if results is not None and len(chance := at_chance(results)):
         runs = ", ".join(f"{r['dataset']} seed {r['seed']} (H {r['H']:.1f}, chance {r['H_chance']:.1f})"
                          for _, r in chance.iterrows())
         lines += ["", f"**At chance level** (H below {AT_CHANCE:g} x what guessing scores): {runs}. Such a run "

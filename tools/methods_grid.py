@@ -43,7 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 import pandas as pd  # noqa: E402
 
 from bsegn import ablation, config, data, download, evaluate, pipeline, trainer  # noqa: E402
-from bsegn.runtime import seed_everything  # noqa: E402
 
 DATASETS = ["SYN_CUB", "SYN_SUN", "SYN_AWA2", "SYN_FLO"]
 GRID_METHODS = ["f-clswgan", "f-vaegan", "tf-vaegan", "ce-gzsl"]  # bsegn: reports/realistic.csv's claim runs
@@ -78,9 +77,7 @@ def run_job(job: dict) -> dict:
     sel_path = Path(job["sel"]) if job.get("sel") else None
     if job["part"] == "val":
         validation = trainer.run_train_val(data.load_prepared(job["prep"], split="val"), run, seed, label=label)
-        seed_everything(seed)
-        selection = evaluate.choose_on_validation(validation.bench, validation.model, validation.syn_x,
-                                                  validation.syn_y, run.classify, run.device)
+        selection = evaluate.select(validation, run, seed)
         selection.pop("curve")
         sel_path.with_suffix(".tmp").write_text(json.dumps(selection))
         sel_path.with_suffix(".tmp").rename(sel_path)
@@ -96,10 +93,7 @@ def run_job(job: dict) -> dict:
                 raise RuntimeError(f"{job['id']}: its validation half failed (see its log)")
             time.sleep(2)
         selection = json.loads(sel_path.read_text())
-    seed_everything(seed)
-    metrics, _, _ = evaluate.evaluate(bench, model, x, y, run.classify, run.device,
-                                      epochs=selection["epochs"] if selection else None,
-                                      gamma=selection["gamma"] if selection and run.classify.calibration else None)
+    metrics, _, _ = evaluate.classify_with(bench, model, x, y, run, seed, selection)
     row = ablation.experiment_row(job["variant"], job["ds"], seed, metrics, selection)
     return {**row, "train_epochs": run.train.epochs, "group": job["group"], "seconds": round(time.time() - t0, 1),
             "rss_mb": _rss_mb()}
