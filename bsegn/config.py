@@ -506,6 +506,27 @@ def stage_config(params: dict, section: str, dataset: str):
     return cfg
 
 
+def settings_records(params: dict, dataset: str) -> dict[str, dict]:
+    """What ``dataset``'s per-seed stages run with, one JSON-ready record per section of
+    :data:`PER_DATASET_SECTIONS`: ``{"base": {method, device, tf32}, section: its settings
+    resolved by stage_config}``.
+
+    The settings stage writes them to ``runs/<DS>/settings/<section>.json`` and the per-seed
+    stages depend on those files (dvc.yaml), not on whole params.yaml sections: a change to
+    another dataset's block then leaves them as they were, and DVC does not rerun the stages."""
+    base = base_config(params)
+    head = {"method": base.method, "device": base.device, "tf32": base.tf32}
+    return {section: {"base": head, section: dataclasses.asdict(stage_config(params, section, dataset))}
+            for section in PER_DATASET_SECTIONS}
+
+
+def section_from_record(record: dict, section: str, where: str):
+    """The ``section`` config held by a record of :func:`settings_records`; errors name ``where``."""
+    if not isinstance(record, dict) or section not in record:
+        raise ConfigError(f"{where}: expected a mapping with a '{section}' block")
+    return _build(PER_DATASET_SECTIONS[section], record[section], f"{where}: {section}")
+
+
 def _levels_checked(cfg, where: str):
     """``cfg`` if its mFIM levels (classify) are known ones; checked per layer, so that a
     bad level in ``common`` is reported even where a method sets its own."""

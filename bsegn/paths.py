@@ -13,6 +13,11 @@ def prepared(dataset: str) -> Path:
     return Path("data/prepared") / f"{dataset}.npz"
 
 
+def settings(dataset: str, section: str) -> Path:
+    # what the per-seed stages of the dataset run with (stage settings), one file per section
+    return Path("runs") / dataset / "settings" / f"{section}.json"
+
+
 def run_dir(dataset: str, seed: int) -> Path:
     return Path("runs") / dataset / f"seed{seed}"
 

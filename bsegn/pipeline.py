@@ -9,9 +9,9 @@ train_val   :func:`bsegn.trainer.run_train_val`  :class:`Validation`
 classify    :func:`bsegn.evaluate.run_classify`  metrics, curve, predictions
 ==========  ===================================  ==========================
 
-The DVC stages (``stages/``) load their inputs, call their function and write the results;
-the in-process ablation (:mod:`bsegn.ablation`) calls the same functions in the stages'
-order, so its numbers are the pipeline's by construction (``tests/test_pipeline.py`` checks
+The DVC stages (``stages/``) load their inputs (their settings with :func:`stage_run_config`),
+call their function and write the results; the in-process ablation (:mod:`bsegn.ablation`)
+calls the same functions in the stages' order, so its numbers are the pipeline's by construction (``tests/test_pipeline.py`` checks
 two variants against ``dvc repro``). The train and classify functions live beside the code
 they drive, so that a stage imports, and DVC reruns it for, only what it uses.
 
@@ -27,19 +27,24 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import ClassifyConfig, GenerateConfig, TrainConfig, base_config, stage_config
+from . import paths
+from .config import (ClassifyConfig, GenerateConfig, TrainConfig, base_config, section_from_record, settings_records,
+                     stage_config)
 from .data import Benchmark
+from .errors import PipelineError
+from .io import load_json
 from .model import GenerativeModel, generate
 from .runtime import resolve_device, seed_everything
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One dataset's settings for the per-seed stages, and the device they run on."""
+    """One dataset's settings for the per-seed stages, and the device they run on. A stage's
+    own (:func:`stage_run_config`) holds only the sections it depends on; the others are None."""
 
-    train: TrainConfig
-    generate: GenerateConfig
-    classify: ClassifyConfig
+    train: TrainConfig | None
+    generate: GenerateConfig | None
+    classify: ClassifyConfig | None
     device: torch.device
 
 
@@ -47,6 +52,54 @@ def run_config(params: dict, dataset: str) -> RunConfig:
     base = base_config(params)
     return RunConfig(stage_config(params, "train", dataset), stage_config(params, "generate", dataset),
                      stage_config(params, "classify", dataset), resolve_device(base.device, base.tf32))
+
+
+# the settings sections each per-seed stage runs with: its deps runs/<DS>/settings/<section>.json
+# in dvc.yaml (tests/test_dvc_wiring.py checks that they agree)
+STAGE_SECTIONS = {"train": ("train",), "train_val": ("train", "generate"), "generate": ("generate",),
+                  "classify": ("classify",)}
+
+
+def stage_run_config(params: dict, dataset: str, stage: str) -> RunConfig:
+    """The run config of per-seed ``stage``: its :data:`STAGE_SECTIONS` read from the files the
+    settings stage wrote (``runs/<DS>/settings/<section>.json``, the stage's DVC deps), the
+    other sections None, so the stage runs with exactly what it depends on.
+
+    Each file must hold what ``params`` resolve to now: a stage run by hand after a params
+    change, with no settings stage run in between, stops instead of using the old settings."""
+    expected = settings_records(params, dataset)
+    configs, base = {}, None
+    for section in STAGE_SECTIONS[stage]:
+        path = paths.settings(dataset, section)
+        try:
+            record = load_json(path)
+        except FileNotFoundError:
+            raise PipelineError(f"{path}: missing; {_WRITTEN_BY.format(ds=dataset)}") from None
+        if record != expected[section]:
+            raise PipelineError(f"{path}: written for other settings than the params now give "
+                                f"({_first_difference(record, expected[section])}); {_WRITTEN_BY.format(ds=dataset)}")
+        configs[section] = section_from_record(record, section, str(path))
+        base = record["base"]
+    return RunConfig(configs.get("train"), configs.get("generate"), configs.get("classify"),
+                     resolve_device(base["device"], base["tf32"]))
+
+
+_WRITTEN_BY = ("the settings stage writes it: `dvc repro` runs it first, or run "
+               "`python -m stages.settings --dataset {ds}`")
+
+
+def _first_difference(got, want, where: str = "") -> str:
+    """``key: X in the file, Y in the params`` for the first key where ``got`` and ``want`` differ."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        for key in sorted(set(got) | set(want), key=str):
+            if got.get(key, _ABSENT) != want.get(key, _ABSENT):
+                return _first_difference(got.get(key, _ABSENT), want.get(key, _ABSENT), f"{where}{key}.")
+    def shown(value) -> str:
+        return "absent" if value is _ABSENT else repr(value)
+    return f"{where.rstrip('.')}: {shown(got)} in the file, {shown(want)} in the params"
+
+
+_ABSENT = object()
 
 
 def run_generate(bench: Benchmark, model: GenerativeModel, run: RunConfig, seed: int,

@@ -13,7 +13,7 @@ from bsegn.model import GenerativeModel
 def main() -> None:
     args = cli.stage_args(__doc__, per_seed=True)
     ds, seed = args.dataset, args.seed
-    run = pipeline.run_config(cli.load_checked(args.params, ds), ds)
+    run = pipeline.stage_run_config(cli.load_checked(args.params, ds), ds, "classify")
     validation = None
     if evaluate.validation_needed(run.classify):
         val_syn = load_npz(paths.val_synthetic(ds, seed))

@@ -8,7 +8,7 @@ from bsegn.model import GenerativeModel
 
 def main() -> None:
     args = cli.stage_args(__doc__, per_seed=True)
-    run = pipeline.run_config(cli.load_checked(args.params, args.dataset), args.dataset)
+    run = pipeline.stage_run_config(cli.load_checked(args.params, args.dataset), args.dataset, "generate")
     bench = load_prepared(paths.prepared(args.dataset))
     model = GenerativeModel.load(paths.model(args.dataset, args.seed), run.device)
     x, y = pipeline.run_generate(bench, model, run, args.seed)

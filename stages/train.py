@@ -7,7 +7,7 @@ from bsegn.io import save_csv
 
 def main() -> None:
     args = cli.stage_args(__doc__, per_seed=True)
-    run = pipeline.run_config(cli.load_checked(args.params, args.dataset), args.dataset)
+    run = pipeline.stage_run_config(cli.load_checked(args.params, args.dataset), args.dataset, "train")
     bench = load_prepared(paths.prepared(args.dataset))
     ckpt = paths.checkpoint(args.dataset, args.seed, "train")
     model, history = trainer.run_train(bench, run, args.seed, label=f"train {args.dataset} seed {args.seed}",

@@ -8,7 +8,7 @@ from bsegn.io import save_npz
 
 def main() -> None:
     args = cli.stage_args(__doc__, per_seed=True)
-    run = pipeline.run_config(cli.load_checked(args.params, args.dataset), args.dataset)
+    run = pipeline.stage_run_config(cli.load_checked(args.params, args.dataset), args.dataset, "train_val")
     val = load_prepared(paths.prepared(args.dataset), split="val")
     ckpt = paths.checkpoint(args.dataset, args.seed, "train_val")
     result = trainer.run_train_val(val, run, args.seed, label=f"train_val {args.dataset} seed {args.seed}",

@@ -111,6 +111,50 @@ def test_a_misspelt_top_level_section_is_refused_by_name(tmp_path):
         load_params(tmp_path / "params.yaml")
 
 
+def test_a_datasets_settings_records_change_with_its_own_layers_only(real_params):
+    """What the settings stage writes for SYN (the file its per-seed stages depend on) is the
+    same whatever SYN_CUB's or CUB's blocks say; SYN_CUB's record follows both (#24)."""
+    params = copy.deepcopy(real_params)
+    before = {ds: config.settings_records(params, ds) for ds in ("SYN", "SYN_CUB", "SYN_SUN")}
+    params["train"]["SYN_CUB"] = {"epochs": 7}
+    after = {ds: config.settings_records(params, ds) for ds in before}
+    assert after["SYN"] == before["SYN"] and after["SYN_SUN"] == before["SYN_SUN"]
+    assert after["SYN_CUB"]["train"]["train"]["epochs"] == 7
+    assert after["SYN_CUB"]["generate"] == before["SYN_CUB"]["generate"]
+    params["classify"]["CUB"] = {**params["classify"].get("CUB", {}), "epochs": 9}  # SYN_CUB's parent layer
+    assert config.settings_records(params, "SYN_CUB")["classify"]["classify"]["epochs"] == 9
+    assert config.settings_records(params, "SYN") == before["SYN"]
+
+
+def test_per_seed_stages_run_with_their_settings_files_and_stop_on_stale_ones(real_params, tmp_path, monkeypatch):
+    """A per-seed stage reads its sections from runs/<DS>/settings/ (its DVC deps), the same
+    configs the params resolve to; a file the params no longer give (a stage run by hand after
+    a params change) or a missing one stops it, naming the file, the key and the fix."""
+    from bsegn import pipeline
+    from bsegn.errors import PipelineError
+    from bsegn.io import save_json
+
+    monkeypatch.chdir(tmp_path)
+    for ds in ("SYN", "SYN_CUB"):
+        for section, record in config.settings_records(real_params, ds).items():
+            save_json(record, tmp_path / f"runs/{ds}/settings/{section}.json")
+        whole = pipeline.run_config(real_params, ds)
+        for stage, sections in pipeline.STAGE_SECTIONS.items():
+            run = pipeline.stage_run_config(real_params, ds, stage)
+            for section in config.PER_DATASET_SECTIONS:
+                assert getattr(run, section) == (getattr(whole, section) if section in sections else None)
+            assert run.device == whole.device
+    stale = with_value(real_params, "train.SYN.epochs", 3)
+    pipeline.stage_run_config(stale, "SYN", "generate")  # generate does not read train.json
+    with pytest.raises(PipelineError, match=r"^runs/SYN/settings/train.json: written for other settings than the "
+                                            r"params now give \(train.epochs: 40 in the file, 3 in the params\); "
+                                            r"the settings stage writes it: .*--dataset SYN`$"):
+        pipeline.stage_run_config(stale, "SYN", "train_val")
+    (tmp_path / "runs/SYN/settings/classify.json").unlink()
+    with pytest.raises(PipelineError, match=r"^runs/SYN/settings/classify.json: missing; the settings stage"):
+        pipeline.stage_run_config(real_params, "SYN", "classify")
+
+
 def test_valid_sha256_pin_is_accepted(real_params):
     validate_all(with_value(real_params, "download.sources.CUB.sha256", "0123456789abcdef" * 4))
 

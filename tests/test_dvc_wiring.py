@@ -54,3 +54,21 @@ def test_stage_depends_on_the_modules_it_imports(name):
 def test_every_stage_script_exists():
     for name, stage in STAGES.items():
         assert (ROOT / _script(stage)).is_file(), name
+
+
+def test_per_seed_stages_depend_on_the_settings_files_they_read():
+    """Each per-seed stage lists as deps exactly the settings files it reads
+    (bsegn.pipeline.STAGE_SECTIONS) and no params: changing one dataset's block then changes
+    only that dataset's files, and DVC leaves the other datasets' stages up to date (#24)."""
+    from bsegn.config import PER_DATASET_SECTIONS
+    from bsegn.pipeline import STAGE_SECTIONS
+
+    settings = STAGES["settings"]["do"]
+    outs = [next(iter(o)) for o in settings["outs"]]
+    assert outs == [f"runs/${{item}}/settings/{s}.json" for s in PER_DATASET_SECTIONS]
+    assert set(settings["params"][:-1]) == {"base.device", "base.tf32", "base.method", *PER_DATASET_SECTIONS}
+    assert settings["params"][-1] == {"methods.yaml": ["${base.method}"]}
+    for name, sections in STAGE_SECTIONS.items():
+        listed = [d for d in STAGES[name]["deps"] if "/settings/" in d]
+        assert listed == [f"runs/${{item.dataset}}/settings/{s}.json" for s in sections], name
+        assert "params" not in STAGES[name], f"{name}: depends on params sections, not on its dataset's settings"

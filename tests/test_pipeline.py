@@ -28,6 +28,8 @@ from shipped import PARAMS, synthetic_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = [sys.executable, "-m", "dvc"]
+# what `dvc repro` runs before the per-seed stages; a test that runs one of them by hand runs it first
+SETTINGS = [sys.executable, "-m", "stages.settings", "--dataset", "TINY"]
 
 def _tiny_params() -> dict:
     """The shipped params.yaml, shrunk to a two-seed run on a tiny embedded benchmark. The
@@ -95,7 +97,7 @@ def project(tmp_path_factory) -> Path:
     sh(DVC + ["init", "-q"], repo)
     sh(DVC + ["config", "core.analytics", "false"], repo)
     first = sh(DVC + ["repro"], repo)
-    assert ran(first) == {"download@TINY", "prepare@TINY", "report"} | per_seed(
+    assert ran(first) == {"download@TINY", "prepare@TINY", "settings@TINY", "report"} | per_seed(
         "train", "generate", "train_val", "classify", "figures")
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "tiny"], repo)
@@ -183,7 +185,7 @@ def test_classifier_param_reruns_only_classify_and_what_follows(project):
     params["classify"]["common"]["epochs"] = 3
     write_params(project, params)
     try:
-        assert ran(sh(DVC + ["repro"], project)) == {"report"} | per_seed("classify", "figures")
+        assert ran(sh(DVC + ["repro"], project)) == {"settings@TINY", "report"} | per_seed("classify", "figures")
     finally:
         write_params(project, TINY)
         sh(DVC + ["repro"], project)
@@ -194,11 +196,43 @@ def test_training_param_reruns_train_onward(project):
     params["train"]["common"]["lr"] = 5e-4
     write_params(project, params)
     try:
-        assert ran(sh(DVC + ["repro"], project)) == {"report"} | per_seed(
+        assert ran(sh(DVC + ["repro"], project)) == {"settings@TINY", "report"} | per_seed(
             "train", "generate", "train_val", "classify", "figures")
     finally:
         write_params(project, TINY)
         sh(DVC + ["repro"], project)
+
+
+def test_a_datasets_own_block_leaves_the_other_datasets_stages_up_to_date(project):
+    """#24: the per-seed stages depend on their dataset's resolved settings (the settings
+    stage's files), not on whole params sections. With a second dataset TINY2 trained, a change
+    to train.TINY2.epochs reruns settings of both datasets, TINY's files come out the same, and
+    then `dvc status` has every TINY stage up to date and TINY2's train out of date, for the
+    changed settings file alone (under whole-section params deps TINY's train stages were out
+    of date too)."""
+    lock = (project / "dvc.lock").read_text()
+    params = copy.deepcopy(TINY)
+    params["base"]["datasets"] = ["TINY", "TINY2"]
+    params["download"]["sources"]["TINY2"] = params["download"]["sources"]["TINY"]
+    write_params(project, params)
+    try:
+        sh(DVC + ["repro", "train@TINY2-0"], project)  # TINY2's download, prepare, settings, one train
+        tiny_settings = {p.name: p.read_bytes() for p in (project / "runs/TINY/settings").iterdir()}
+        params["train"]["TINY2"] = {"epochs": 3}
+        write_params(project, params)
+        assert ran(sh(DVC + ["repro", "settings@TINY", "settings@TINY2"], project)) == {"settings@TINY",
+                                                                                        "settings@TINY2"}
+        assert {p.name: p.read_bytes() for p in (project / "runs/TINY/settings").iterdir()} == tiny_settings
+        status = json.loads(sh(DVC + ["status", "--json"], project).stdout)
+        assert not [name for name in status if "@TINY-" in name or name.endswith("@TINY")], status
+        assert status["train@TINY2-0"] == [{"changed deps": {"runs/TINY2/settings/train.json": "modified"}}]
+    finally:
+        write_params(project, TINY)
+        (project / "dvc.lock").write_text(lock)
+        for name in ("data/raw/TINY2", "runs/TINY2"):
+            shutil.rmtree(project / name, ignore_errors=True)
+        (project / "data/prepared/TINY2.npz").unlink(missing_ok=True)
+    assert json.loads(sh(DVC + ["status", "--json"], project).stdout) == {}  # TINY's files were never changed
 
 
 def test_in_process_ablation_gives_the_pipelines_metrics(project):
@@ -322,6 +356,7 @@ def test_killed_stage_leaves_no_output(project, tmp_path):
     model = project / "runs/TINY/seed0/model.pt"
     before = model.read_bytes()
     try:
+        sh(SETTINGS, project)
         proc = subprocess.Popen([sys.executable, "stages/train.py", "--dataset", "TINY", "--seed", "0"], cwd=project,
                                 env={**os.environ, "PYTHONPATH": str(project)},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -333,6 +368,7 @@ def test_killed_stage_leaves_no_output(project, tmp_path):
         assert not list(model.parent.glob(".*.tmp")), "temporary file left behind"
     finally:
         write_params(project, TINY)
+        sh(SETTINGS, project)
 
 
 def test_killed_training_resumes_from_its_checkpoint_and_ends_the_same(project):
@@ -346,6 +382,7 @@ def test_killed_training_resumes_from_its_checkpoint_and_ends_the_same(project):
     cmd = [sys.executable, "stages/train.py", "--dataset", "TINY", "--seed", "0"]
     env = {**os.environ, "PYTHONPATH": str(project)}
     try:
+        sh(SETTINGS, project)
         sh(cmd, project)
         uninterrupted = model.read_bytes(), log.read_text()
         assert not ckpt.exists()

@@ -51,14 +51,14 @@ def test_an_explicit_capability_wins_and_is_warned_about():
 
 @pytest.mark.skipif(not HAS_AVX2, reason="the record was made with AVX2 kernels")
 def test_a_fresh_train_stage_writes_the_model_bytes_dvc_lock_records(tmp_path):
-    """download, prepare and train of SYN seed 0, run as a fresh clone runs them (no kernel
-    variables set), give the md5s of dvc.lock: the committed results reproduce on this CPU."""
+    """download, prepare, settings and train of SYN seed 0, run as a fresh clone runs them (no
+    kernel variables set), give the md5s of dvc.lock: the committed results reproduce on this CPU."""
     for name in ("bsegn", "stages"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("params.yaml", "methods.yaml"):
         shutil.copy(ROOT / name, tmp_path / name)
     env = {**_unpinned_env(), "PYTHONPATH": str(tmp_path)}
-    for stage in (["download", "--dataset", "SYN"], ["prepare", "--dataset", "SYN"],
+    for stage in (["download", "--dataset", "SYN"], ["prepare", "--dataset", "SYN"], ["settings", "--dataset", "SYN"],
                   ["train", "--dataset", "SYN", "--seed", "0"]):
         done = subprocess.run([sys.executable, "-m", f"stages.{stage[0]}", *stage[1:]], cwd=tmp_path, env=env,
                               capture_output=True, text=True)
@@ -68,4 +68,5 @@ def test_a_fresh_train_stage_writes_the_model_bytes_dvc_lock_records(tmp_path):
         return hashlib.md5((tmp_path / path).read_bytes()).hexdigest()
 
     assert md5("data/prepared/SYN.npz") == _locked_md5("prepare@SYN", "data/prepared/SYN.npz")
+    assert md5("runs/SYN/settings/train.json") == _locked_md5("settings@SYN", "runs/SYN/settings/train.json")
     assert md5("runs/SYN/seed0/model.pt") == _locked_md5("train@SYN-0", "runs/SYN/seed0/model.pt")
