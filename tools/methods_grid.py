@@ -21,11 +21,13 @@ rewritten after every finished test job (an ``ablation run`` CSV plus ``train_ep
 ``group``, ``seconds``), so a lease that runs out leaves what was measured.
 
     python tools/methods_grid.py OUT --workers 14 [--plan grid fidelity spot] [--methods ...]
-        [--seeds 3 4 5] [--datasets SYN_CUB ...] [--skip OLD_rows.csv ...] [--dry]
+        [--seeds 3 4 5] [--datasets SYN_CUB ...] [--skip OLD_rows.csv ...] [--order short] [--dry]
 
-Measured on one H200 with MPS (session of 2026-12-02): with 14 jobs at a time, f-CLSWGAN's
-SYN_FLO halves took 123 s and 182 s, a 40-epoch tf-vaegan SYN_CUB fidelity run 452 s; with 28 at
-a time no tf-vaegan half reached a quarter of its epochs in 500 s.
+Measured on one H200 with MPS (2026-12-02): tf-vaegan SYN_CUB trains at 1.51 epochs/s alone, and
+at 2.28, 2.52 and 2.55 epochs/s in total with 4, 8 and 16 processes at once (the GPU at 100 % and
+630-640 W from 4 on): the card is saturated by about 8 runs, so more workers only make each run
+slower. With 8 at a time (``--order short``), f-CLSWGAN's halves took 71-157 s (CUB, SUN, FLO,
+AWA2's val) and its AWA2 test halves 540-890 s, CE-GZSL's AWA2 and CUB halves 100-490 s.
 """
 
 from __future__ import annotations
@@ -141,7 +143,9 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict]:
         jobs[k:k] = sorted(fid, key=lambda j: -j["cost"])
     if "spot" in args.plan:
         for ds in [d for d in SPOT if d in args.datasets]:
-            jobs += pair("spot", "bsegn", ds, 3, 0.0)
+            jobs += pair("spot", "bsegn", ds, 3, cost("bsegn", ds, extra_all))
+    if args.order == "short":  # cheapest runs first: the most rows within a lease; a run's halves stay together
+        jobs.sort(key=lambda j: j["cost"])
     done = set()
     for path in args.skip:
         done |= {(r["group"], r["variant"], r["dataset"], int(r["seed"])) for r in pd.read_csv(path).to_dict("records")}
@@ -159,6 +163,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="one more override for every job, as ablation run --set (a CPU smoke test: epochs=1)")
     ap.add_argument("--skip", nargs="*", default=[], help="rows.csv of earlier sessions: their runs are not rerun")
+    ap.add_argument("--order", choices=["long", "short"], default="long",
+                    help="long: longest runs first (the critical path); short: cheapest first (most rows per lease)")
     ap.add_argument("--fidelity-at", type=int, default=20, help="queue position of the fidelity jobs")
     ap.add_argument("--dry", action="store_true", help="print the jobs in start order and stop")
     ap.add_argument("--job", help=argparse.SUPPRESS)  # internal: run one job (JSON file), write its result
