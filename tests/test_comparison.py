@@ -25,6 +25,18 @@ def test_method_rows_take_both_protocols_of_the_methods_runs_only():
         ("bsegn", "honest", 51.0), ("bsegn", "test_selected", 52.0)]
 
 
+def test_rows_of_grid_experiments_name_their_experiment():
+    """bsegn.grid collect's CSV has each run's experiment: both its protocol rows carry it."""
+    runs = pd.DataFrame([{**_run("bsegn", 3, 50.0), "experiment": "bsegn-SYN_CUB-s3"},
+                         {**_run("bsegn-fem", 3, 10.0), "experiment": "other"},
+                         {**_run("f-clswgan", 4, 40.0), "experiment": "f-clswgan-SYN_CUB-s4"}])
+    rows = comparison.method_rows(runs)
+    assert list(zip(rows["method"], rows["protocol"], rows["experiment"])) == [
+        ("bsegn", "honest", "bsegn-SYN_CUB-s3"), ("bsegn", "test_selected", "bsegn-SYN_CUB-s3"),
+        ("f-clswgan", "honest", "f-clswgan-SYN_CUB-s4"), ("f-clswgan", "test_selected", "f-clswgan-SYN_CUB-s4")]
+    assert set(comparison.method_rows(runs.drop(columns="experiment"))["experiment"]) == {""}
+
+
 def test_combine_orders_the_line_and_refuses_unknown_methods_and_repeated_runs():
     runs = pd.DataFrame([_run("bsegn", 3, 50.0), _run("f-clswgan", 3, 40.0)])
     public = pd.DataFrame([{"dataset": "SYN_CUB", "method": "tf-vaegan-public", "seed": 3483,
