@@ -14,10 +14,14 @@ layers by :func:`stage_config`, each overriding the one before (docs/methods.md)
 2. ``methods.yaml`` ``<method>.<section>``: the design of the method ``base.method`` selects;
 3. ``methods.yaml`` ``<method>.<DS>.<section>``: its published settings for benchmark ``DS``;
 4. ``params.yaml`` ``<section>.<DS>``: this project's settings for ``DS``, whatever the method;
-5. ``params.yaml`` ``<section>.SYN_<DS>``: those of the realistic benchmark alone.
+5. ``params.yaml`` ``<section>.SYN_<DS>``: those of the realistic benchmark alone;
+6. ``params.yaml`` ``<section>.SYN_<DS>_CONF``: those of its confirmation draw alone.
 
 A realistic benchmark ``SYN_<DS>`` stands in for ``DS``, so layers 3 and 4 are ``DS``'s: it
-has no block of its own unless a user gives it one. An error names the layer a bad key is in.
+has no block of its own unless a user gives it one. Its confirmation draw ``SYN_<DS>_CONF``
+(the same splits, other generated features: docs/METHOD.md, "The confirmation family") runs
+exactly what ``SYN_<DS>`` runs, so layer 5 is ``SYN_<DS>``'s too. An error names the layer a
+bad key is in.
 """
 
 from __future__ import annotations
@@ -417,10 +421,14 @@ def prepare_config(params: dict) -> PrepareConfig:
     return _build(PrepareConfig, _section(params, "prepare"), "prepare")
 
 
+CONFIRMATION = "_CONF"  # SYN_<DS>_CONF: the confirmation draw of SYN_<DS>
+
+
 def benchmark_of(dataset: str) -> str | None:
     """The real benchmark whose settings ``dataset`` takes: itself, ``DS`` for a realistic
-    ``SYN_DS``, None for the embedded ``SYN``/``SYN_SHIFT`` (no published settings)."""
-    name = dataset.removeprefix("SYN_")
+    ``SYN_DS`` and its confirmation draw ``SYN_DS_CONF``, None for the embedded
+    ``SYN``/``SYN_SHIFT`` (no published settings)."""
+    name = dataset.removeprefix("SYN_").removesuffix(CONFIRMATION) if dataset.startswith("SYN_") else dataset
     return name if name in KNOWN_BENCHMARKS else None
 
 
@@ -467,6 +475,9 @@ def layers(params: dict, section: str, dataset: str) -> list[tuple[str, dict]]:
         out.append((f"{METHODS_FILE}: {method}.{bench}.{section}", (spec.get(bench) or {}).get(section)))
         if bench != dataset:
             out.append((f"{section}.{bench}", raw.get(bench)))
+    if bench is not None and dataset.endswith(CONFIRMATION):  # it runs what its SYN_<DS> runs
+        realistic = dataset.removesuffix(CONFIRMATION)
+        out.append((f"{section}.{realistic}", raw.get(realistic)))
     out.append((f"{section}.{dataset}", raw.get(dataset)))
     for where, block in out:
         if block is not None and not isinstance(block, dict):

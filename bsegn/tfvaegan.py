@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import config
 from .io import save_text
 from .report import PROTOCOL_COLUMNS, replace_rows
 
@@ -78,7 +79,7 @@ _SEED = re.compile(r"^Random Seed:\s+(?P<seed>\d+)", re.MULTILINE)
 
 def benchmark_of(dataset: str) -> str:
     """The published benchmark whose settings a dataset runs with: SYN_CUB -> CUB, AWA2 -> AWA2."""
-    base = dataset.removeprefix("SYN_")
+    base = config.benchmark_of(dataset)
     if base not in PUBLISHED:
         raise ValueError(f"dataset {dataset!r}: TF-VAEGAN publishes settings for {sorted(PUBLISHED)} "
                          "(and their SYN_* realistic counterparts) only")

@@ -90,6 +90,37 @@ def test_a_realistic_benchmark_takes_its_real_benchmarks_settings(real_params, m
             assert stage_config(params, section, f"SYN_{ds}") == stage_config(params, section, ds), (ds, section)
 
 
+CONFIRMED = ("CUB", "SUN", "AWA2", "FLO")  # the realistic family of the issues' claims
+
+
+@pytest.mark.parametrize("method", list(load_params(PARAMS_FILE)["methods"]))
+def test_a_confirmation_draw_runs_what_its_realistic_benchmark_runs(real_params, method):
+    """SYN_<DS>_CONF takes every layer SYN_<DS> takes, its SYN_<DS> block too, then its own."""
+    params = with_value(real_params, "base.method", method)
+    for ds in CONFIRMED:
+        for section in config.PER_DATASET_SECTIONS:
+            assert stage_config(params, section, f"SYN_{ds}_CONF") == stage_config(params, section, f"SYN_{ds}")
+    params["train"]["SYN_CUB"] = {"epochs": 5}
+    assert stage_config(params, "train", "SYN_CUB_CONF").epochs == 5
+    params["train"]["SYN_CUB_CONF"] = {"epochs": 6}
+    assert (stage_config(params, "train", "SYN_CUB").epochs, stage_config(params, "train", "SYN_CUB_CONF").epochs) \
+        == (5, 6)
+    assert config.benchmark_of("SYN_SHIFT") is None and config.benchmark_of("CUB_CONF") is None
+
+
+def test_the_confirmation_family_is_the_documented_second_draw(real_params):
+    """Fixed before the design rounds (docs/METHOD.md, "The confirmation family"): generator
+    seed 1, explained, kinship and noise 25 % below SYN_<DS>'s, everything else the same."""
+    sources = real_params["download"]["sources"]
+    for ds in CONFIRMED:
+        base, conf = sources[f"SYN_{ds}"]["realistic"], sources[f"SYN_{ds}_CONF"]["realistic"]
+        assert set(conf) == set(base)
+        assert {k for k in base if base[k] != conf[k]} == {"seed", "explained", "kinship", "noise"}, ds
+        assert (base["seed"], conf["seed"]) == (0, 1)
+        for k in ("explained", "kinship", "noise"):
+            assert conf[k] == pytest.approx(0.75 * base[k]), (ds, k)
+
+
 def test_an_unknown_method_and_a_methods_section_in_params_are_refused(real_params, tmp_path):
     assert config_error(with_value(real_params, "base.method", "clswgan")).startswith(
         "base.method: expected one of ['f-clswgan'")

@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from the repository: bsegn
-from bsegn import data  # noqa: E402
+from bsegn import config, data  # noqa: E402
 
 METHOD = "ce-gzsl-public"
 
@@ -95,7 +95,7 @@ RES_SIZE_DEFAULT = 2048  # its --resSize default, which the README line keeps
 
 def benchmark_of(dataset: str) -> str:
     """The published benchmark whose settings a dataset runs with: SYN_CUB -> CUB, AWA2 -> AWA2."""
-    base = dataset.removeprefix("SYN_")
+    base = config.benchmark_of(dataset)
     if base not in PUBLISHED:
         raise ValueError(f"dataset {dataset!r}: CE-GZSL publishes settings for {sorted(PUBLISHED)} "
                          "(and their SYN_* realistic counterparts) only")
