@@ -156,9 +156,9 @@ def best_rows(curves: pd.DataFrame) -> pd.DataFrame:
 def public_rows(curves: pd.DataFrame) -> pd.DataFrame:
     """The best-H evaluation of each run as ``reports/methods.csv`` rows (``tf-vaegan-public``,
     ``test_selected``; :mod:`bsegn.comparison`), whatever epoch the run reached: the README
-    says how far each ran."""
-    best = best_evaluations(curves).assign(method="tf-vaegan-public", protocol="test_selected")
-    return best[["dataset", "method", "seed", "protocol", "T1", "U", "S", "H"]]
+    says how far each ran; no DVC experiment (``experiment`` empty)."""
+    best = best_evaluations(curves).assign(method="tf-vaegan-public", protocol="test_selected", experiment="")
+    return best[["dataset", "method", "seed", "protocol", "T1", "U", "S", "H", "experiment"]]
 
 
 def main() -> None:

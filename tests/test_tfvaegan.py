@@ -151,4 +151,5 @@ def test_public_rows_are_each_runs_best_evaluation_as_methods_rows():
     rows = tfvaegan.public_rows(curves)
     assert list(rows.columns) == comparison.COLUMNS
     assert rows.to_dict("records") == [{"dataset": "SYN_CUB", "method": "tf-vaegan-public", "seed": 3483,
-                                        "protocol": "test_selected", "T1": 45.0, "U": 1.0, "S": 2.0, "H": 50.0}]
+                                        "protocol": "test_selected", "T1": 45.0, "U": 1.0, "S": 2.0, "H": 50.0,
+                                        "experiment": ""}]

@@ -200,7 +200,8 @@ def best_rows(curves: pd.DataFrame) -> pd.DataFrame:
     if scored.empty:
         raise ValueError("no GZSL evaluation (U, S, H) in the logs")
     best = scored.loc[scored.groupby(["dataset", "seed"])["H"].idxmax()].reset_index(drop=True)
-    return best.assign(protocol="test_selected")[["dataset", "method", "seed", "protocol", "T1", "U", "S", "H"]]
+    return best.assign(protocol="test_selected", experiment="")[
+        ["dataset", "method", "seed", "protocol", "T1", "U", "S", "H", "experiment"]]
 
 
 def main() -> None:
