@@ -21,8 +21,11 @@ SPLITS = ROOT / "data/splits"
 REALISTIC = sorted(name for name, src in download_config(PARAMS).sources.items() if src.realistic is not None)
 
 
-def test_the_family_covers_the_six_benchmarks():
-    assert REALISTIC == ["SYN_APY", "SYN_AWA1", "SYN_AWA2", "SYN_CUB", "SYN_FLO", "SYN_SUN"]
+def test_the_family_covers_the_six_benchmarks_and_four_have_a_confirmation_draw():
+    assert [n for n in REALISTIC if not n.endswith("_CONF")] == [
+        "SYN_APY", "SYN_AWA1", "SYN_AWA2", "SYN_CUB", "SYN_FLO", "SYN_SUN"]
+    assert [n for n in REALISTIC if n.endswith("_CONF")] == [
+        "SYN_AWA2_CONF", "SYN_CUB_CONF", "SYN_FLO_CONF", "SYN_SUN_CONF"]
 
 
 def test_split_files_match_their_provenance_table():
