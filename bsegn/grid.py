@@ -306,9 +306,15 @@ def main(argv: list[str] | None = None) -> None:
                 return
             target = preflight(repo, args.git_remote, args.dvc_remote, Path(args.workdir))
             print(f"{len(tasks)} experiments of {target.baseline[:7]}, pushed to {target.git_url}", flush=True)
+            t0 = time.time()
             results = dispatch(tasks, target, args.ray_address, args.gpus_per_run, args.cpus_per_run, args.retries,
                                say=lambda s: print(s, flush=True))
             failed = [r["name"] for r in results if r["status"] == "failed"]
+            ran = sorted(r["seconds"] for r in results if r["status"] == "ran")
+            if ran:  # what a grid costs: the figures the README's cost line is made of
+                wall = time.time() - t0
+                print(f"ran {len(ran)} in {wall:.0f} s wall: {3600 * len(ran) / wall:.1f} runs per hour, "
+                      f"a run's own time {ran[0]:.0f}-{ran[-1]:.0f} s (median {ran[len(ran) // 2]:.0f} s)")
             print(f"done: {len(results) - len(failed)} of {len(results)}; `dvc exp pull {args.git_remote} -A` "
                   "brings them here, `dvc exp show` lists them")
             if failed:

@@ -103,7 +103,7 @@ def test_grid_runs_as_experiments_a_killed_task_is_retried_and_a_clone_pulls_the
     out, _ = proc.communicate(timeout=600)
     assert killed, f"never saw {victim}'s dvc exp run:\n{out}"
     assert proc.returncode == 0, out
-    assert "done: 4 of 4" in out, out
+    assert "done: 4 of 4" in out and "runs per hour" in out, out
 
     refs = tp.sh(["git", "ls-remote", str(tmp_path / "origin.git"), "refs/exps/*"], repo).stdout.split("\n")
     pushed = sorted(r.rsplit("/", 1)[1] for r in refs if r)
