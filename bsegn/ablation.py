@@ -239,7 +239,10 @@ def protocol_rows(df: pd.DataFrame) -> pd.DataFrame:
       has one (``U_cs``/``S_cs``/``H_cs``), chosen on the validation split;
     * ``test_selected``: the best classifier epoch on the test set, uncalibrated (what most
       published code reports).
+
+    A run's ``experiment`` (``bsegn.grid collect``), when the runs have one, goes with both rows.
     """
+    provenance = ["experiment"] if "experiment" in df else []  # bsegn.grid collect's runs name theirs
     rows = []
     for r in df[df["split"] == "test"].to_dict("records") if "split" in df else df.to_dict("records"):
         cs = "H_cs" in r and pd.notna(r["H_cs"])
@@ -247,8 +250,8 @@ def protocol_rows(df: pd.DataFrame) -> pd.DataFrame:
         selected = {k: r[f"{k}_test_selected"] for k in ("T1", "U", "S", "H")}
         for protocol, values in (("honest", honest), ("test_selected", selected)):
             rows.append({"dataset": r["dataset"], "variant": r["variant"], "seed": r["seed"], "protocol": protocol,
-                         **values})
-    return pd.DataFrame(rows, columns=PROTOCOL_COLUMNS)
+                         **values, **{k: r[k] for k in provenance}})
+    return pd.DataFrame(rows, columns=PROTOCOL_COLUMNS + provenance)
 
 
 RUN_KEY = ["variant", "dataset", "seed", "split"]  # one run of `run`: a row of its CSV

@@ -38,12 +38,7 @@ END = "<!-- end of methods table -->"
 def method_rows(runs: pd.DataFrame) -> pd.DataFrame:
     """The two protocol rows of every test-split run of a method in ``runs`` (a CSV of
     ``bsegn.grid collect`` or ``ablation run``); runs of other variants are left out."""
-    runs = runs[runs["variant"].isin(METHODS)]
-    rows = recorded_rows(protocol_rows(runs))
-    if "experiment" in runs:  # protocol_rows gives each test run's two rows in the runs' order
-        tested = runs[runs["split"] == "test"] if "split" in runs else runs
-        rows["experiment"] = tested["experiment"].repeat(2).to_numpy()
-    return rows
+    return recorded_rows(protocol_rows(runs[runs["variant"].isin(METHODS)]))
 
 
 def recorded_rows(record: pd.DataFrame) -> pd.DataFrame:

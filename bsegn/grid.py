@@ -28,7 +28,6 @@ overrides), named after what it runs (:func:`Task.name`). The runs are Ray tasks
 from __future__ import annotations
 
 import argparse
-import ctypes
 import hashlib
 import json
 import os
@@ -45,7 +44,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import config
+from . import config, lifeline
 from .ablation import METHODS, parse_set
 from .errors import PipelineError
 
@@ -98,10 +97,7 @@ def plan(methods: list[str], datasets: list[str], seeds: list[int], sets: list[s
              for m in methods for ds in datasets for seed in seeds]
     params = config.load_params()
     for t in tasks:  # a bad key or value stops here, named, not in every task after its retries
-        resolved = t.params(params)
-        config.base_config(resolved)
-        for section in config.PER_DATASET_SECTIONS:
-            config.stage_config(resolved, section, t.dataset)
+        config.settings_records(t.params(params), t.dataset)  # what its settings stage will resolve
     return tasks
 
 
@@ -126,12 +122,10 @@ def _dvc(args: list[str], cwd: Path, log=None, env: dict | None = None) -> subpr
     """``dvc ARGS`` in ``cwd``; its output goes to ``log`` (a file) when given. The process is
     tied to this one (Linux): if a task's worker is killed, its dvc, and through
     :mod:`bsegn.lifeline` the stage it runs, stop too instead of running on as orphans."""
-    def tie() -> None:
-        if sys.platform.startswith("linux"):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     out = log if log is not None else subprocess.PIPE
     return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                          text=True, env={**os.environ, **(env or {}), "DVC_NO_ANALYTICS": "1"}, preexec_fn=tie)
+                          text=True, env={**os.environ, **(env or {}), "DVC_NO_ANALYTICS": "1"},
+                          preexec_fn=lambda: lifeline.signal_when_parent_dies(signal.SIGKILL))
 
 
 def preflight(repo: Path, git_remote: str, dvc_remote: str | None, workdir: Path) -> Target:

@@ -30,8 +30,14 @@ def watch_parent() -> None:
     if _parent_at_start is not None:
         return
     _parent_at_start = os.getppid()
+    signal_when_parent_dies(signal.SIGTERM)
+
+
+def signal_when_parent_dies(sig: int) -> None:
+    """Ask the kernel to send us ``sig`` when our parent dies (Linux; elsewhere nothing). Also
+    for a ``subprocess`` ``preexec_fn``, which ties the child to the process starting it."""
     if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
 
 
 def parent_gone() -> bool:

@@ -11,9 +11,10 @@ classify    :func:`bsegn.evaluate.run_classify`  metrics, curve, predictions
 
 The DVC stages (``stages/``) load their inputs (their settings with :func:`stage_run_config`),
 call their function and write the results; the in-process ablation (:mod:`bsegn.ablation`)
-calls the same functions in the stages' order, so its numbers are the pipeline's by construction (``tests/test_pipeline.py`` checks
-two variants against ``dvc repro``). The train and classify functions live beside the code
-they drive, so that a stage imports, and DVC reruns it for, only what it uses.
+calls the same functions in the stages' order, so its numbers are the pipeline's by
+construction (``tests/test_pipeline.py`` checks two variants against ``dvc repro``). The train
+and classify functions live beside the code they drive, so that a stage imports, and DVC
+reruns it for, only what it uses.
 
 Each function seeds the random number generators itself, right before its random work,
 so what happens before it (loading a model builds networks, which draws initial weights)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -43,17 +42,8 @@ def test_a_bad_override_stops_the_grid_before_any_task(monkeypatch):
 
 def _repo(root: Path) -> Path:
     """The tiny project of test_pipeline, committed, with a bare git remote and a DVC remote."""
-    repo = root / "repo"
-    for name in ("bsegn", "stages", "data/splits"):
-        shutil.copytree(tp.ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".gitignore", "docs/published_results.csv", "data/local/README.md",
-                 "data/local/.gitignore"):
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(tp.ROOT / name, repo / name)
-    tp.write_params(repo, tp.TINY)
-    tp.sh(["git", "init", "-q", "-b", "main"], repo)
-    tp.sh(tp.DVC + ["init", "-q"], repo)
-    tp.sh(tp.DVC + ["config", "core.analytics", "false"], repo)
+    (root / "repo").mkdir()
+    repo = tp.new_project(root / "repo")
     tp.sh(tp.DVC + ["remote", "add", "-d", "team", str(root / "dvc-remote")], repo)
     tp.sh(["git", "add", "-A"], repo)
     tp.sh(["git", "commit", "-qm", "tiny"], repo)

@@ -82,10 +82,9 @@ def write_params(repo: Path, params: dict) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A git + DVC repo holding this project's code and the tiny params, reproduced once."""
-    repo = tmp_path_factory.mktemp("project")
+def new_project(repo: Path) -> Path:
+    """``repo``: a new git + DVC repo (branch main) holding this project's code and the tiny
+    params, nothing committed or run yet."""
     for name in ("bsegn", "stages", "data/splits"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".gitignore", "docs/published_results.csv", "data/local/README.md",
@@ -93,9 +92,16 @@ def project(tmp_path_factory) -> Path:
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, repo / name)
     write_params(repo, TINY)
-    sh(["git", "init", "-q"], repo)
+    sh(["git", "init", "-q", "-b", "main"], repo)
     sh(DVC + ["init", "-q"], repo)
     sh(DVC + ["config", "core.analytics", "false"], repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A git + DVC repo holding this project's code and the tiny params, reproduced once."""
+    repo = new_project(tmp_path_factory.mktemp("project"))
     first = sh(DVC + ["repro"], repo)
     assert ran(first) == {"download@TINY", "prepare@TINY", "settings@TINY", "report"} | per_seed(
         "train", "generate", "train_val", "classify", "figures")
