@@ -31,3 +31,13 @@ def test_bench_rejects_a_bad_argument():
     res = subprocess.run([sys.executable, "-m", "bsegn.bench", "--epochs", "0"], cwd=ROOT,
                          capture_output=True, text=True)
     assert res.returncode == 2 and "--epochs must be at least 1" in res.stderr
+
+
+def test_bench_without_out_leaves_the_committed_record_alone(tmp_path):
+    record = (ROOT / "reports" / "bench.json").read_bytes()
+    res = subprocess.run([sys.executable, "-m", "bsegn.bench", "--quick", "--device", "cpu", "--seeds", "1",
+                          "--ref-epochs", "1", "--epochs", "1", "--params", str(ROOT / "params.yaml")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "x faster" in res.stdout and " -> " not in res.stdout
+    assert list(tmp_path.iterdir()) == [] and (ROOT / "reports" / "bench.json").read_bytes() == record
