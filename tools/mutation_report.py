@@ -1,7 +1,7 @@
 """Summarise the last ``mutmut run`` into reports/mutation.txt, every survivor with a reason.
 
     OMP_NUM_THREADS=1 mutmut run --max-children 2
-    python tests/mutation_report.py
+    python tools/mutation_report.py
 
 Survivors are sorted into the kinds below by what the mutation changed; the rest must be
 listed in ``EQUIVALENT`` with why they cannot change a result. A survivor of no kind makes

@@ -1,6 +1,6 @@
 """Plant nine one-line wiring bugs, one at a time, and check the tests catch each.
 
-    python tests/planted_bugs.py            # writes reports/planted_bugs.txt
+    python tools/planted_bugs.py            # writes reports/planted_bugs.txt
 
 These are the bugs that once passed the whole suite (issue "One source of truth"). Each is
 applied to a copy of the project in a temporary folder (never to the working tree), and the
