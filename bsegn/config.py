@@ -312,6 +312,7 @@ def _build(cls: type, raw: Any, where: str):
 
 
 METHODS_FILE = "methods.yaml"
+METHODS = ("f-clswgan", "f-vaegan", "tf-vaegan", "ce-gzsl", "bsegn")  # its methods, in the line's order
 
 
 def _read_yaml(path: Path, what: str) -> dict:
@@ -343,6 +344,14 @@ def load_params(path: str | Path = "params.yaml") -> dict:
                               + f"; the sections are {', '.join(SECTIONS)}")
     raw["methods"] = _read_yaml(path.parent / METHODS_FILE, "methods")
     return raw
+
+
+def parse_set(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with a YAML value, as ``dvc exp run -S`` takes it."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set {text!r}: expected KEY=VALUE, e.g. 'classify.{{ds}}.select_epochs=val'")
+    return key, yaml.safe_load(value)
 
 
 def apply_overrides(params: dict, sets: dict[str, Any]) -> dict:

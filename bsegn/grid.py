@@ -18,7 +18,7 @@ overrides), named after what it runs (:func:`Task.name`). The runs are Ray tasks
 
 ``collect`` turns the experiments on the git remote into rows (each run's
 ``reports/results.csv`` in its experiment's commit, with the experiment's name and commit), which
-:mod:`bsegn.comparison` writes into ``reports/methods.csv``.
+:mod:`bsegn.research.comparison` writes into ``records/methods.csv``.
 
     python -m bsegn.grid run --methods f-clswgan bsegn --datasets SYN_CUB SYN_FLO --seeds 3 4 5
         [--set KEY=VALUE ...] [--gpus-per-run 0.125] [--ray-address ADDRESS] [--git-remote origin]
@@ -45,7 +45,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import config, lifeline
-from .ablation import METHODS, parse_set
+from .config import METHODS, parse_set
 from .errors import PipelineError
 
 
@@ -237,7 +237,7 @@ def dispatch(tasks: list[Task], target: Target, ray_address: str | None, gpus_pe
 
 def collect(repo: Path, git_remote: str, baseline: str | None = None) -> pd.DataFrame:
     """The grid's runs from the experiments on the git remote: each experiment's
-    ``reports/results.csv`` rows (as ``bsegn.ablation run`` writes them: ``variant`` is the
+    ``reports/results.csv`` rows (as ``bsegn.research.ablation run`` writes them: ``variant`` is the
     method) with ``experiment`` (its name) and ``commit``. ``baseline``: only experiments of
     that commit; without it, all, and a run found under two baselines is an error."""
     url = _git(["remote", "get-url", git_remote], repo)
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--dvc-remote", help="DVC remote for the outputs (default: the repository's default)")
     col = sub.choices["collect"]
     col.add_argument("--baseline", help="only experiments of this commit")
-    col.add_argument("--out", required=True, help="CSV of the runs (bsegn.comparison reads it)")
+    col.add_argument("--out", required=True, help="CSV of the runs (bsegn.research.comparison reads it)")
     args = parser.parse_args(argv)
     repo = Path.cwd()
     try:

@@ -10,7 +10,7 @@ classify    :func:`bsegn.evaluate.run_classify`  metrics, curve, predictions
 ==========  ===================================  ==========================
 
 The DVC stages (``stages/``) load their inputs (their settings with :func:`stage_run_config`),
-call their function and write the results; the in-process ablation (:mod:`bsegn.ablation`)
+call their function and write the results; the in-process ablation (:mod:`bsegn.research.ablation`)
 calls the same functions in the stages' order, so its numbers are the pipeline's by
 construction (``tests/test_pipeline.py`` checks two variants against ``dvc repro``). The train
 and classify functions live beside the code they drive, so that a stage imports, and DVC

@@ -18,12 +18,12 @@ from .io import load_json, save_json, save_text
 
 HEADLINE = ["T1", "U", "S", "H"]
 PUBLISHED = Path("docs/published_results.csv")  # anchor methods' published numbers, with sources
-# reports/realistic.csv: one row per dataset x variant x seed x protocol (honest, test_selected)
+# records/realistic.csv: one row per dataset x variant x seed x protocol (honest, test_selected)
 PROTOCOL_COLUMNS = ["dataset", "variant", "seed", "protocol", *HEADLINE]
 
 
 def replace_rows(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
-    """``table`` (``reports/realistic.csv``) with the rows of every (dataset, variant) in ``rows``
+    """``table`` (``records/realistic.csv``) with the rows of every (dataset, variant) in ``rows``
     replaced by ``rows``' rows of it. Those go where the first replaced row was, so the record's
     order (and its diff) stays readable; a (dataset, variant) new to ``table`` goes at the end."""
     old = list(zip(table["dataset"], table["variant"]))

@@ -19,8 +19,8 @@ Speed (docs/METHOD.md, "Fast training"): the data live on the device, every shap
 fixed by the batch size, the losses are summed on the device (one host sync per epoch),
 Adam is fused on CUDA, and on CUDA one whole iteration is captured as a CUDA graph and
 replayed. :func:`train_many` trains several seeds at once, each on its own CUDA stream.
-:mod:`bsegn.reference` keeps the straightforward loop (eager, a pass per network call, a
-host sync per step) that the benchmark (:mod:`bsegn.bench`) and the tests compare against.
+:mod:`bsegn.research.reference` keeps the straightforward loop (eager, a pass per network call, a
+host sync per step) that the benchmark (:mod:`bsegn.research.bench`) and the tests compare against.
 """
 
 from __future__ import annotations
@@ -280,7 +280,7 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
 
     The fake seen features, the VAE reconstructions and the fake unseen features come from
     one pass of G, and the cycle loss sends seen and unseen fakes through R together (the
-    random draws keep the order of the step-by-step version, :mod:`bsegn.reference`). With
+    random draws keep the order of the step-by-step version, :mod:`bsegn.research.reference`). With
     ``encoded_noise`` the VAE reconstructions *are* the fake seen features (adversarial,
     classification, cycle and FEM terms), as in TF-VAEGAN.
     """

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bsegn import ablation
+from bsegn import config
+from bsegn.research import ablation
 from bsegn.config import apply_overrides, load_params, stage_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ def test_variant_overrides_apply_to_the_dataset_block():
 
 
 # the design each realistic benchmark ships, and the variant its claim rows were measured as
-# (reports/realistic_runs.csv, renamed "bsegn" in reports/realistic.csv). Those variants were
+# (records/realistic_runs.csv, renamed "bsegn" in records/realistic.csv). Those variants were
 # retired when variants became a method plus overrides; the designs they resolved to are
 # tests/claimed_designs.json (every train, generate and classify key, as resolved at 0a7e6b4)
 CLAIMED = {"SYN_CUB": "cycle_v_vae_tfv_fb_r5_dn_e168", "SYN_SUN": "cycle_vhs_vae_raw", "SYN_AWA2": "cycle_vhs_vae",
@@ -62,15 +63,15 @@ def test_bsegn_is_the_design_the_realistic_claim_measured(dataset):
 
 @pytest.mark.parametrize("dataset", sorted(CLAIMED))
 def test_realistic_csv_reports_the_claim_of_the_shipped_design(dataset):
-    """reports/realistic.csv's "bsegn" rows are the recorded claim of the design params.yaml
-    ships (its seeds 3-5 in reports/realistic_runs.csv, both protocols), so shipping a new design
+    """records/realistic.csv's "bsegn" rows are the recorded claim of the design params.yaml
+    ships (its seeds 3-5 in records/realistic_runs.csv, both protocols), so shipping a new design
     without rewriting them, or rewriting them from another variant's runs, fails here."""
     import pandas as pd
-    runs = pd.read_csv(ROOT / "reports" / "realistic_runs.csv")
+    runs = pd.read_csv(ROOT / "records" / "realistic_runs.csv")
     claim = runs[(runs["variant"] == CLAIMED[dataset]) & (runs["dataset"] == dataset) & (runs["split"] == "test")]
     assert sorted(claim["seed"]) == [3, 4, 5]
     expected = ablation.protocol_rows(claim).assign(variant="bsegn")
-    realistic = pd.read_csv(ROOT / "reports" / "realistic.csv")
+    realistic = pd.read_csv(ROOT / "records" / "realistic.csv")
     reported = realistic[(realistic["dataset"] == dataset) & (realistic["variant"] == "bsegn")]
     key = ["seed", "protocol"]
     expected, reported = (df.sort_values(key).reset_index(drop=True) for df in (expected, reported))
@@ -80,14 +81,14 @@ def test_realistic_csv_reports_the_claim_of_the_shipped_design(dataset):
 
 
 def _realistic_means():
-    """reports/realistic.csv's T1, U, S, H per (variant, protocol, dataset): mean and sample std
+    """records/realistic.csv's T1, U, S, H per (variant, protocol, dataset): mean and sample std
     over seeds."""
     import pandas as pd
-    table = pd.read_csv(ROOT / "reports" / "realistic.csv")
+    table = pd.read_csv(ROOT / "records" / "realistic.csv")
     return table.groupby(["variant", "protocol", "dataset"])[["T1", "U", "S", "H"]].agg(["mean", "std"])
 
 
-# README's "Expect" table: row label (its start) -> (variant, protocol) of reports/realistic.csv
+# README's "Expect" table: row label (its start) -> (variant, protocol) of records/realistic.csv
 README_ROWS = {"f-CLSWGAN baseline, honest": ("baseline", "honest"),
                "f-CLSWGAN baseline, test-selected": ("baseline", "test_selected"),
                "BSeGN, honest": ("bsegn", "honest"), "BSeGN, test-selected": ("bsegn", "test_selected"),
@@ -96,7 +97,7 @@ README_ROWS = {"f-CLSWGAN baseline, honest": ("baseline", "honest"),
 
 
 def test_readme_expect_table_is_the_mean_of_the_realistic_record():
-    """The numbers a user is told to expect are reports/realistic.csv's means to one decimal (an
+    """The numbers a user is told to expect are records/realistic.csv's means to one decimal (an
     empty cell: no such rows), so a claim that ships without the README following fails here."""
     means = _realistic_means()
     text = (ROOT / "README.md").read_text()
@@ -120,7 +121,7 @@ def test_readme_expect_table_is_the_mean_of_the_realistic_record():
 
 def test_method_claim_table_is_the_realistic_record():
     """docs/METHOD.md's claim table (honest T1, U, S, H +- std, test-selected H, their difference,
-    the lead over the baseline) is reports/realistic.csv to one decimal."""
+    the lead over the baseline) is records/realistic.csv to one decimal."""
     means = _realistic_means()
     text = (ROOT / "docs" / "METHOD.md").read_text()
     rows = re.findall(r"^\| (SYN_CUB|SYN_SUN|SYN_AWA2|SYN_FLO) \| (baseline|bsegn|bsegn\+fem) \| (.+) \|$", text, re.M)
@@ -222,7 +223,7 @@ def test_val_screen_scores_the_validation_choices_and_spreads_over_gpus(tmp_path
     params = apply_overrides(load_params(ROOT / "params.yaml"), {
         "train.SYN.epochs": 1, "train.SYN.hidden": 16, "train.SYN.fem_hidden": 16, "train.SYN.cls_pretrain_epochs": 1,
         "generate.SYN.syn_num": 5, "classify.SYN.epochs": 3})
-    extra = dict([ablation.parse_set('classify.{ds}.select_epochs="val"')])
+    extra = dict([config.parse_set('classify.{ds}.select_epochs="val"')])
     assert extra == {"classify.{ds}.select_epochs": "val"}
     df = ablation.run_grid(params, ["SYN"], [0], ["f-clswgan"], workers=1, split="val", extra=extra)
     (row,) = df.to_dict("records")
@@ -230,7 +231,7 @@ def test_val_screen_scores_the_validation_choices_and_spreads_over_gpus(tmp_path
     assert {"T1", "U", "S", "H", "U_cs", "S_cs", "H_cs", "gamma"} <= set(row)
     assert row["H_cs"] >= row["H"] - 1e-9  # gamma 0 is among the candidates
     with pytest.raises(ValueError, match="KEY=VALUE"):
-        ablation.parse_set("classify.SYN.epochs")
+        config.parse_set("classify.SYN.epochs")
     with pytest.raises(ValueError, match="split"):
         ablation.run_grid(params, ["SYN"], [0], ["f-clswgan"], workers=1, split="train")
 
@@ -301,15 +302,15 @@ def test_record_appends_runs_keeping_the_recorded_bytes_and_refuses_a_run_twice(
     file byte for byte. Planted: a run appended a second time (it would weigh twice in every
     mean over the record); a CSV of other columns (a screen's into the claims' record)."""
     import pandas as pd
-    recorded = (ROOT / "reports" / "realistic_runs.csv").read_text()
+    recorded = (ROOT / "records" / "realistic_runs.csv").read_text()
     lines = recorded.splitlines(keepends=True)
-    head, tail = "".join(lines[:-3]), pd.read_csv(ROOT / "reports" / "realistic_runs.csv").tail(3)
+    head, tail = "".join(lines[:-3]), pd.read_csv(ROOT / "records" / "realistic_runs.csv").tail(3)
     assert ablation.record_text(head, tail, "tail.csv") == recorded
     with pytest.raises(ValueError, match=r"tail.csv: run\(s\) already in the record"):
         ablation.record_text(recorded, tail, "tail.csv")
     with pytest.raises(ValueError, match=r"twice"):
         ablation.record_text(head, pd.concat([tail, tail.head(1)]), "tail.csv")
-    screen = pd.read_csv(ROOT / "reports" / "realistic_screen.csv").tail(2)
+    screen = pd.read_csv(ROOT / "records" / "realistic_screen.csv").tail(2)
     with pytest.raises(ValueError, match=r"screen.csv: columns .* differ from the record's"):
         ablation.record_text(recorded, screen, "screen.csv")
     # no record yet: the first CSV's header and rows
@@ -320,13 +321,13 @@ def test_record_cli_writes_nothing_when_one_csv_is_refused(tmp_path):
     import subprocess
     import sys
     import pandas as pd
-    runs = pd.read_csv(ROOT / "reports" / "realistic_runs.csv")
+    runs = pd.read_csv(ROOT / "records" / "realistic_runs.csv")
     record, first, second = tmp_path / "record.csv", tmp_path / "a.csv", tmp_path / "b.csv"
     runs.head(4).to_csv(record, index=False, float_format="%.4f")
     runs.iloc[4:6].to_csv(first, index=False, float_format="%.4f")
     runs.iloc[3:5].to_csv(second, index=False, float_format="%.4f")  # row 3 is recorded already
     before = record.read_bytes()
-    cmd = [sys.executable, "-m", "bsegn.ablation", "record", str(first), str(second), "--to", str(record)]
+    cmd = [sys.executable, "-m", "bsegn.research.ablation", "record", str(first), str(second), "--to", str(record)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "b.csv: run(s) already in the record" in done.stderr
     assert record.read_bytes() == before
@@ -340,23 +341,23 @@ def test_record_cli_writes_nothing_when_one_csv_is_refused(tmp_path):
 
 
 def test_protocols_into_the_record_puts_a_shipped_claim_in_place_of_the_old_rows(tmp_path):
-    """Shipping a design rewrites its dataset's "bsegn" rows of reports/realistic.csv: the
+    """Shipping a design rewrites its dataset's "bsegn" rows of records/realistic.csv: the
     record with SYN_FLO's rows spoiled, given SYN_FLO's claim, is the committed file byte for
     byte (the other rows and the order kept). Without a destination it refuses: the default
-    was once reports/realistic.csv itself, which a claim's rows alone would have replaced."""
+    was once records/realistic.csv itself, which a claim's rows alone would have replaced."""
     import subprocess
     import sys
     import pandas as pd
-    runs = pd.read_csv(ROOT / "reports" / "realistic_runs.csv")
+    runs = pd.read_csv(ROOT / "records" / "realistic_runs.csv")
     claim = runs[(runs["variant"] == CLAIMED["SYN_FLO"]) & (runs["dataset"] == "SYN_FLO") & (runs["split"] == "test")]
     claim.to_csv(tmp_path / "claim.csv", index=False, float_format="%.4f")
-    committed = (ROOT / "reports" / "realistic.csv").read_text()
-    table = pd.read_csv(ROOT / "reports" / "realistic.csv")
+    committed = (ROOT / "records" / "realistic.csv").read_text()
+    table = pd.read_csv(ROOT / "records" / "realistic.csv")
     flo = (table["dataset"] == "SYN_FLO") & (table["variant"] == "bsegn")
     table.loc[flo, "H"] = 0.0
     record = tmp_path / "realistic.csv"
     table.to_csv(record, index=False, float_format="%.2f")
-    cmd = [sys.executable, "-m", "bsegn.ablation", "protocols", str(tmp_path / "claim.csv"),
+    cmd = [sys.executable, "-m", "bsegn.research.ablation", "protocols", str(tmp_path / "claim.csv"),
            "--rename", f"{CLAIMED['SYN_FLO']}=bsegn"]
     done = subprocess.run(cmd + ["--into", str(record)], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -376,7 +377,7 @@ def test_run_cli_writes_the_grid_and_prints_its_table(tmp_path):
     import sys
     import pandas as pd
     out = tmp_path / "runs.csv"
-    cmd = [sys.executable, "-m", "bsegn.ablation", "run", "--datasets", "SYN", "--variants", "f-clswgan",
+    cmd = [sys.executable, "-m", "bsegn.research.ablation", "run", "--datasets", "SYN", "--variants", "f-clswgan",
            "--seeds", "0", "--workers", "1", "--set", "train.{ds}.epochs=1", "--set", "classify.{ds}.epochs=1",
            "--out", str(out)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

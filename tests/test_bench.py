@@ -1,4 +1,4 @@
-"""`python -m bsegn.bench --quick`: the speed harness runs on the CPU and reports what it promises."""
+"""`python -m bsegn.research.bench --quick`: the speed harness runs on the CPU and reports what it promises."""
 
 import json
 import subprocess
@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_quick_bench_runs_and_writes_its_report(tmp_path):
     out = tmp_path / "bench.json"
-    res = subprocess.run([sys.executable, "-m", "bsegn.bench", "--quick", "--device", "cpu", "--out", str(out)],
+    res = subprocess.run([sys.executable, "-m", "bsegn.research.bench", "--quick", "--device", "cpu", "--out", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -28,16 +28,16 @@ def test_quick_bench_runs_and_writes_its_report(tmp_path):
 
 
 def test_bench_rejects_a_bad_argument():
-    res = subprocess.run([sys.executable, "-m", "bsegn.bench", "--epochs", "0"], cwd=ROOT,
+    res = subprocess.run([sys.executable, "-m", "bsegn.research.bench", "--epochs", "0"], cwd=ROOT,
                          capture_output=True, text=True)
     assert res.returncode == 2 and "--epochs must be at least 1" in res.stderr
 
 
 def test_bench_without_out_leaves_the_committed_record_alone(tmp_path):
-    record = (ROOT / "reports" / "bench.json").read_bytes()
-    res = subprocess.run([sys.executable, "-m", "bsegn.bench", "--quick", "--device", "cpu", "--seeds", "1",
+    record = (ROOT / "records" / "bench.json").read_bytes()
+    res = subprocess.run([sys.executable, "-m", "bsegn.research.bench", "--quick", "--device", "cpu", "--seeds", "1",
                           "--ref-epochs", "1", "--epochs", "1", "--params", str(ROOT / "params.yaml")],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "x faster" in res.stdout and " -> " not in res.stdout
-    assert list(tmp_path.iterdir()) == [] and (ROOT / "reports" / "bench.json").read_bytes() == record
+    assert list(tmp_path.iterdir()) == [] and (ROOT / "records" / "bench.json").read_bytes() == record

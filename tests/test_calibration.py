@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bsegn import calibration
+from bsegn.research import calibration
 from bsegn.config import ConfigError
 from bsegn.data import Benchmark
 

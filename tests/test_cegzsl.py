@@ -13,7 +13,8 @@ import math
 import pytest
 import torch
 
-from bsegn import checkpoint, evaluate, losses, mfim, reference, trainer
+from bsegn import checkpoint, evaluate, losses, mfim, trainer
+from bsegn.research import reference
 from bsegn.config import ConfigError, apply_overrides, validate_all
 from bsegn.data import prepare
 from bsegn.model import GenerativeModel, generate

@@ -1,11 +1,11 @@
-"""reports/methods.csv and the README's methods table, which is generated from it."""
+"""records/methods.csv and the README's methods table, which is generated from it."""
 
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from bsegn import comparison
+from bsegn.research import comparison
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,9 +60,9 @@ def test_with_table_replaces_only_what_is_between_the_markers():
 
 
 def test_readme_methods_table_is_generated_from_reports_methods_csv():
-    """The README's table is markdown_table(reports/methods.csv): a new row without the README
-    following (python -m bsegn.comparison --readme README.md) fails here."""
-    df = pd.read_csv(ROOT / "reports" / "methods.csv")
+    """The README's table is markdown_table(records/methods.csv): a new row without the README
+    following (python -m bsegn.research.comparison --readme README.md) fails here."""
+    df = pd.read_csv(ROOT / "records" / "methods.csv")
     assert list(df.columns) == comparison.COLUMNS
     readme = (ROOT / "README.md").read_text()
     assert comparison.with_table(readme, comparison.markdown_table(df)) == readme

@@ -11,7 +11,8 @@ import dataclasses
 import pytest
 import torch
 
-from bsegn import reference, trainer
+from bsegn import trainer
+from bsegn.research import reference
 from bsegn.data import prepare
 from bsegn.runtime import seed_everything
 from bsegn.synthetic import write_benchmark

@@ -1,4 +1,4 @@
-"""bsegn.fidelity: our re-implementation against its public code at equal generator epochs."""
+"""bsegn.research.fidelity: our re-implementation against its public code at equal generator epochs."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bsegn import fidelity
+from bsegn.research import fidelity
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,15 +56,15 @@ def test_missing_columns_and_repeated_epochs_are_refused_by_name():
 
 def test_the_committed_fidelity_table_is_what_its_committed_inputs_give(tmp_path):
     out = tmp_path / "fidelity.csv"
-    done = subprocess.run([sys.executable, "-m", "bsegn.fidelity", "reports/fidelity_runs.csv", "--public",
-                           "tf-vaegan=reports/tfvaegan_runs.csv", "ce-gzsl=reports/public/cegzsl_curves.csv",
+    done = subprocess.run([sys.executable, "-m", "bsegn.research.fidelity", "records/fidelity_runs.csv", "--public",
+                           "tf-vaegan=records/tfvaegan_runs.csv", "ce-gzsl=records/public/cegzsl_curves.csv",
                            "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    pd.testing.assert_frame_equal(pd.read_csv(out), pd.read_csv(ROOT / "reports" / "fidelity.csv"))
+    pd.testing.assert_frame_equal(pd.read_csv(out), pd.read_csv(ROOT / "records" / "fidelity.csv"))
 
 
 def test_a_malformed_public_argument_is_named(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "bsegn.fidelity", "reports/fidelity_runs.csv", "--public",
-                           "reports/tfvaegan_runs.csv", "--out", str(tmp_path / "f.csv")],
+    done = subprocess.run([sys.executable, "-m", "bsegn.research.fidelity", "records/fidelity_runs.csv", "--public",
+                           "records/tfvaegan_runs.csv", "--out", str(tmp_path / "f.csv")],
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "METHOD=CSV" in done.stderr

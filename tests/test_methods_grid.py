@@ -1,5 +1,5 @@
-"""tools/methods_grid.py (the GPU runs behind reports/methods_runs.csv): its split runs give the
-rows `bsegn.ablation run` gives."""
+"""tools/methods_grid.py (the GPU runs behind records/methods_runs.csv): its split runs give the
+rows `bsegn.research.ablation run` gives."""
 
 import subprocess
 import sys
@@ -22,7 +22,7 @@ def test_split_runs_give_the_rows_of_ablation_run(tmp_path):
     assert done.returncode == 0, done.stderr
     ours = pd.read_csv(tmp_path / "grid" / "rows.csv")
     ref_csv = tmp_path / "ablation.csv"
-    ref = subprocess.run([sys.executable, "-m", "bsegn.ablation", "run", "--datasets", "SYN", "--variants", "f-clswgan",
+    ref = subprocess.run([sys.executable, "-m", "bsegn.research.ablation", "run", "--datasets", "SYN", "--variants", "f-clswgan",
                           "--seeds", "3", "4", "--workers", "2", *TINY, "--out", str(ref_csv)],
                          cwd=ROOT, capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr

@@ -22,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from bsegn import ablation
+from bsegn import config
+from bsegn.research import ablation
 from bsegn.config import apply_overrides
 from shipped import PARAMS, synthetic_cfg
 
@@ -264,7 +265,7 @@ def test_in_process_ablation_gives_the_pipelines_metrics(project):
 def test_every_method_runs_as_an_experiment_and_exp_show_lists_them(project):
     """`dvc exp run --temp -S base.method=M` for each of the five methods: each runs through
     the stages, and `dvc exp show` gives each its H."""
-    names = {m: f"method-{m}" for m in ablation.METHODS}
+    names = {m: f"method-{m}" for m in config.METHODS}
     for method, name in names.items():
         # one seed: each method through every stage, at half the two seeds' cost
         sh(DVC + ["exp", "run", "--temp", "-n", name, "-S", f"base.method={method}", "-S", "base.seeds=[0]"], project)

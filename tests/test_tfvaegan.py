@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bsegn import report, tfvaegan
+from bsegn import report
+from bsegn.research import tfvaegan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,27 +83,27 @@ def test_command_is_the_published_line_of_the_benchmark_the_dataset_is_built_on(
 
 
 def test_the_committed_curves_are_what_the_committed_logs_give(tmp_path):
-    logs = sorted((ROOT / "reports" / "tfvaegan").glob("*.log"))
-    assert logs, "reports/tfvaegan/*.log: the logs of the runs reported in docs/METHOD.md"
+    logs = sorted((ROOT / "records" / "tfvaegan").glob("*.log"))
+    assert logs, "records/tfvaegan/*.log: the logs of the runs reported in docs/METHOD.md"
     out = tmp_path / "runs.csv"
     args = [f"{p.stem}={p}" for p in logs]
-    done = subprocess.run([sys.executable, "-m", "bsegn.tfvaegan", "collect", *args, "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "bsegn.research.tfvaegan", "collect", *args, "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     key = ["dataset", "seed", "epoch"]
     got = pd.read_csv(out).sort_values(key).reset_index(drop=True)
-    committed = pd.read_csv(ROOT / "reports" / "tfvaegan_runs.csv").sort_values(key).reset_index(drop=True)
+    committed = pd.read_csv(ROOT / "records" / "tfvaegan_runs.csv").sort_values(key).reset_index(drop=True)
     pd.testing.assert_frame_equal(got, committed)
 
 
 def test_collect_names_a_malformed_argument_and_a_missing_file(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "bsegn.tfvaegan", "collect", "SYN_CUB"],
+    done = subprocess.run([sys.executable, "-m", "bsegn.research.tfvaegan", "collect", "SYN_CUB"],
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "DATASET=LOG" in done.stderr
     log = tmp_path / "cub.log"
     log.write_text(LOG)
     missing = tmp_path / "nowhere.csv"
-    done = subprocess.run([sys.executable, "-m", "bsegn.tfvaegan", "collect", f"SYN_CUB={log}",
+    done = subprocess.run([sys.executable, "-m", "bsegn.research.tfvaegan", "collect", f"SYN_CUB={log}",
                            "--out", str(tmp_path / "runs.csv"), "--realistic", str(missing)],
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and f"--realistic {missing}" in done.stderr and "Traceback" not in done.stderr
@@ -114,7 +115,7 @@ def test_collect_writes_the_best_rows_into_the_realistic_csv(tmp_path):
     realistic = tmp_path / "realistic.csv"
     pd.DataFrame([{"dataset": "SYN_CUB", "variant": "bsegn", "seed": 3, "protocol": "honest",
                    "T1": 50.0, "U": 40.0, "S": 80.0, "H": 53.33}]).to_csv(realistic, index=False)
-    done = subprocess.run([sys.executable, "-m", "bsegn.tfvaegan", "collect", f"SYN_CUB={log}",
+    done = subprocess.run([sys.executable, "-m", "bsegn.research.tfvaegan", "collect", f"SYN_CUB={log}",
                            "--out", str(tmp_path / "runs.csv"), "--realistic", str(realistic)],
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -135,7 +136,7 @@ def test_a_run_short_of_the_minimum_schedule_gets_no_realistic_row(tmp_path):
     before = pd.DataFrame([{"dataset": "SYN_CUB", "variant": "tfvaegan", "seed": 1, "protocol": "test_selected",
                             "T1": 1.0, "U": 1.0, "S": 1.0, "H": 1.0}])
     before.to_csv(realistic, index=False)
-    done = subprocess.run([sys.executable, "-m", "bsegn.tfvaegan", "collect", f"SYN_CUB={log}",
+    done = subprocess.run([sys.executable, "-m", "bsegn.research.tfvaegan", "collect", f"SYN_CUB={log}",
                            "--out", str(tmp_path / "runs.csv"), "--realistic", str(realistic)],
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -145,7 +146,7 @@ def test_a_run_short_of_the_minimum_schedule_gets_no_realistic_row(tmp_path):
 
 
 def test_public_rows_are_each_runs_best_evaluation_as_methods_rows():
-    from bsegn import comparison
+    from bsegn.research import comparison
     curves = pd.DataFrame([{"dataset": "SYN_CUB", "seed": 3483, "epoch": e, "T1": t1, "U": 1.0, "S": 2.0, "H": h}
                            for e, t1, h in ((5, 40.0, 30.0), (10, 45.0, 50.0), (15, 47.0, 49.0))])
     rows = tfvaegan.public_rows(curves)

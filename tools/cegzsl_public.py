@@ -3,7 +3,7 @@
 
 CE-GZSL is not part of this project and its code never enters the repository. It runs from a
 scratch copy in the git-ignored ``.scratch/cegzsl/`` (the folder travels to the GPU machine by
-path), built as for TF-VAEGAN (``bsegn/tfvaegan.py``, docs/METHOD.md "TF-VAEGAN"):
+path), built as for TF-VAEGAN (``bsegn/research/tfvaegan.py``, docs/METHOD.md "TF-VAEGAN"):
 
 1. ``fetch github:Hanzy1996/CE-GZSL`` (a bare git dir under /work/.mirror), then
    ``bash .scratch/cegzsl/setup.sh [GIT_DIR]``: copies its code files unchanged into

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""The GPU runs behind reports/methods_runs.csv and reports/fidelity_runs.csv (issue #22).
+"""The GPU runs behind records/methods_runs.csv and records/fidelity_runs.csv (issue #22).
 
 A research tool, not a stage (issue #24 brings grids as DVC experiments). It runs the pipeline's
-own functions in the order ``bsegn.ablation run`` does, with two differences that let the grid
+own functions in the order ``bsegn.research.ablation run`` does, with two differences that let the grid
 use a lent GPU's half hour:
 
 * each run's two trainings are two jobs: ``val`` (train_val on the validation split, then the
@@ -16,7 +16,7 @@ use a lent GPU's half hour:
 
 Jobs start longest first (generator iterations x a per-method factor), seed 3 before 4-5; the
 fidelity runs (one per public evaluation epoch E: ``train.<DS>.epochs=E``, classifier epochs
-fixed, no calibration; :mod:`bsegn.fidelity`) go in at ``--fidelity-at``. ``OUT/rows.csv`` is
+fixed, no calibration; :mod:`bsegn.research.fidelity`) go in at ``--fidelity-at``. ``OUT/rows.csv`` is
 rewritten after every finished test job (an ``ablation run`` CSV plus ``train_epochs``,
 ``group``, ``seconds``), so a lease that runs out leaves what was measured.
 
@@ -44,22 +44,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repo's bsegn
 import pandas as pd  # noqa: E402
 
-from bsegn import ablation, config, data, download, evaluate, pipeline, trainer  # noqa: E402
+from bsegn import config, data, download, evaluate, pipeline, trainer  # noqa: E402
+from bsegn.research import ablation  # noqa: E402
 
 DATASETS = ["SYN_CUB", "SYN_SUN", "SYN_AWA2", "SYN_FLO"]
-GRID_METHODS = ["f-clswgan", "f-vaegan", "tf-vaegan", "ce-gzsl"]  # bsegn: reports/realistic.csv's claim runs
+GRID_METHODS = ["f-clswgan", "f-vaegan", "tf-vaegan", "ce-gzsl"]  # bsegn: records/realistic.csv's claim runs
 # per-iteration cost relative to f-CLSWGAN's at batch 64: for the start order only
 FACTOR = {"f-clswgan": 1.0, "f-vaegan": 1.5, "tf-vaegan": 2.5, "ce-gzsl": 8.0, "bsegn": 2.0}
 FIXED = {"classify.{ds}.select_epochs": "fixed", "classify.{ds}.calibration": False}
 # (method, dataset): our epochs (passes) at which its public code was evaluated: TF-VAEGAN's epoch
-# is two passes (bsegn.fidelity.PASSES_PER_EPOCH), so its epochs 5..60 are our 10..120
+# is two passes (bsegn.research.fidelity.PASSES_PER_EPOCH), so its epochs 5..60 are our 10..120
 FIDELITY = {
     ("tf-vaegan", "SYN_CUB"): [10, 20, 30, 40, 60, 80, 100, 120],
     ("tf-vaegan", "SYN_AWA2"): [10, 20, 30, 40, 50, 60],
     ("ce-gzsl", "SYN_AWA2"): [10, 20, 25, 30, 40],
     ("ce-gzsl", "SYN_CUB"): [20, 40, 50, 60, 80, 100, 150],
 }
-SPOT = ["SYN_AWA2", "SYN_FLO"]  # bsegn seed 3 rerun against reports/realistic.csv's rows
+SPOT = ["SYN_AWA2", "SYN_FLO"]  # bsegn seed 3 rerun against records/realistic.csv's rows
 
 
 def _rss_mb() -> float:
@@ -103,7 +104,7 @@ def run_job(job: dict) -> dict:
 
 def plan(args: argparse.Namespace, out: Path) -> list[dict]:
     params = config.load_params()
-    extra_all = dict(ablation.parse_set(t) for t in args.set)
+    extra_all = dict(config.parse_set(t) for t in args.set)
     dcfg, pcfg = config.download_config(params), config.prepare_config(params)
     n_train = {}
     for ds in args.datasets:
@@ -157,7 +158,7 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--workers", type=int, default=14, help="jobs at a time")
     ap.add_argument("--plan", nargs="+", default=["grid", "fidelity", "spot"], choices=["grid", "fidelity", "spot"])
-    ap.add_argument("--methods", nargs="+", default=GRID_METHODS, choices=list(ablation.METHODS))
+    ap.add_argument("--methods", nargs="+", default=GRID_METHODS, choices=list(config.METHODS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[3, 4, 5])
     ap.add_argument("--datasets", nargs="+", default=DATASETS)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

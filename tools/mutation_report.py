@@ -1,4 +1,4 @@
-"""Summarise the last ``mutmut run`` into reports/mutation.txt, every survivor with a reason.
+"""Summarise the last ``mutmut run`` into records/mutation.txt, every survivor with a reason.
 
     OMP_NUM_THREADS=1 mutmut run --max-children 2
     python tools/mutation_report.py
@@ -132,7 +132,7 @@ def main() -> None:
         lines += [f"== {k} ({len(items)}): {KINDS[k]}", *items, ""]
     if unexplained:
         lines += [f"== no reason yet ({len(unexplained)}): add a test or a reason", *unexplained, ""]
-    (ROOT / "reports/mutation.txt").write_text("\n".join(lines) + "\n")
+    (ROOT / "records/mutation.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:6]))
     for line in unexplained:
         print(line)

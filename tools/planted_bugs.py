@@ -1,6 +1,6 @@
 """Plant nine one-line wiring bugs, one at a time, and check the tests catch each.
 
-    python tools/planted_bugs.py            # writes reports/planted_bugs.txt
+    python tools/planted_bugs.py            # writes records/planted_bugs.txt
 
 These are the bugs that once passed the whole suite (issue "One source of truth"). Each is
 applied to a copy of the project in a temporary folder (never to the working tree), and the
@@ -78,7 +78,7 @@ def main() -> None:
             if not caught:
                 missed.append(name)
     lines += ["", f"{len(BUGS) - len(missed)} of {len(BUGS)} caught"]
-    (ROOT / "reports/planted_bugs.txt").write_text("\n".join(lines) + "\n")
+    (ROOT / "records/planted_bugs.txt").write_text("\n".join(lines) + "\n")
     print(lines[-1])
     sys.exit(1 if missed else 0)
 

@@ -16,7 +16,7 @@ It is a calibration tool, not a method. docs/METHOD.md ("Calibration") compares 
 GPU runs of the real baseline: it tracks their H within about 2 points on SYN_CUB,
 over-estimates it on SYN_SUN and SYN_AWA2, and under-estimates it on SYN_FLO.
 
-    python -m bsegn.calibration --dataset SYN_CUB -S explained=0.3 -S noise=4
+    python -m bsegn.research.calibration --dataset SYN_CUB -S explained=0.3 -S noise=4
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ import numpy as np
 import torch
 import yaml
 
-from . import config, data, realistic
-from .classifier import fit_softmax, predict_scores
-from .config import ClassifyConfig
-from .data import Benchmark
-from .metrics import gzsl_scores
+from .. import config, data, realistic
+from ..classifier import fit_softmax, predict_scores
+from ..config import ClassifyConfig
+from ..data import Benchmark
+from ..metrics import gzsl_scores
 
 
 def stand_in_fakes(bench: Benchmark, syn_num: int, rng: np.random.Generator,

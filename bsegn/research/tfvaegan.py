@@ -9,8 +9,8 @@ numbers comparable with ours:
   dataset is built on (the flags of its ``scripts/run_*_tfvaegan.py``), pointed at our
   files. The download stage already writes its layout: ``python -m stages.download --dataset
   SYN_CUB`` makes ``data/raw/SYN_CUB/res101.mat`` and ``att_splits.mat``, so DIR is ``data/raw``.
-* ``collect LOG ...``: its training log -> one row per evaluation (``reports/tfvaegan_runs.csv``);
-  ``--realistic reports/realistic.csv`` also puts each run's best evaluation there as a
+* ``collect LOG ...``: its training log -> one row per evaluation (``records/tfvaegan_runs.csv``);
+  ``--realistic records/realistic.csv`` also puts each run's best evaluation there as a
   ``tfvaegan`` / ``test_selected`` row, replacing the earlier ones of that dataset, for runs
   that reached issue 8's minimum schedule (:data:`MIN_EPOCHS`).
 
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import config
-from .io import save_text
-from .report import PROTOCOL_COLUMNS, replace_rows
+from .. import config
+from ..io import save_text
+from ..report import PROTOCOL_COLUMNS, replace_rows
 
 # Its published settings, from akshitac8/tfvaegan scripts/run_<name>_tfvaegan.py; the benchmark
 # our dataset is built on picks the line (SYN_CUB -> CUB). "awa" is its AWA2 script.
@@ -149,13 +149,13 @@ def best_evaluations(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_rows(curves: pd.DataFrame) -> pd.DataFrame:
-    """The best-H evaluation of each run as ``reports/realistic.csv`` rows (tfvaegan, test_selected)."""
+    """The best-H evaluation of each run as ``records/realistic.csv`` rows (tfvaegan, test_selected)."""
     return best_evaluations(curves).assign(variant="tfvaegan", protocol="test_selected")[PROTOCOL_COLUMNS]
 
 
 def public_rows(curves: pd.DataFrame) -> pd.DataFrame:
-    """The best-H evaluation of each run as ``reports/methods.csv`` rows (``tf-vaegan-public``,
-    ``test_selected``; :mod:`bsegn.comparison`), whatever epoch the run reached: the README
+    """The best-H evaluation of each run as ``records/methods.csv`` rows (``tf-vaegan-public``,
+    ``test_selected``; :mod:`bsegn.research.comparison`), whatever epoch the run reached: the README
     says how far each ran; no DVC experiment (``experiment`` empty)."""
     best = best_evaluations(curves).assign(method="tf-vaegan-public", protocol="test_selected", experiment="")
     return best[["dataset", "method", "seed", "protocol", "T1", "U", "S", "H", "experiment"]]
@@ -167,12 +167,12 @@ def main() -> None:
     c = sub.add_parser("command", help="print its published command for a dataset")
     c.add_argument("dataset")
     c.add_argument("--dataroot", required=True, help="the folder holding DATASET/res101.mat and att_splits.mat")
-    k = sub.add_parser("collect", help="its logs -> reports/tfvaegan_runs.csv (and realistic.csv rows)")
+    k = sub.add_parser("collect", help="its logs -> records/tfvaegan_runs.csv (and realistic.csv rows)")
     k.add_argument("logs", nargs="+", metavar="DATASET=LOG")
-    k.add_argument("--out", default="reports/tfvaegan_runs.csv")
+    k.add_argument("--out", default="records/tfvaegan_runs.csv")
     k.add_argument("--realistic", help="also replace this CSV's tfvaegan rows with each run's best evaluation")
-    k.add_argument("--public-out", help="also write each run's best evaluation as a reports/methods.csv row "
-                                        "(python -m bsegn.comparison --public)")
+    k.add_argument("--public-out", help="also write each run's best evaluation as a records/methods.csv row "
+                                        "(python -m bsegn.research.comparison --public)")
     args = parser.parse_args()
 
     try:

@@ -1,10 +1,10 @@
-"""Speed harness: ``python -m bsegn.bench`` times training, generation and classification.
+"""Speed harness: ``python -m bsegn.research.bench`` times training, generation and classification.
 
 Random features of each benchmark's shape (no download needed) and the shipped
 ``params.yaml`` settings of that dataset. For every shape it measures
 
 * seconds per epoch of the full BSeGN in the fast trainer and in ``reference`` (the
-  straightforward loop it replaced, :func:`bsegn.reference.reference_train`), in the same run,
+  straightforward loop it replaced, :func:`bsegn.research.reference.reference_train`), in the same run,
   and their ratio; the f-CLSWGAN baseline in the fast trainer; ``--seeds`` runs trained side
   by side (:func:`bsegn.trainer.train_many`) against one;
 * generation and the classify stage's work (:func:`bsegn.evaluate.evaluate`);
@@ -15,7 +15,7 @@ Random features of each benchmark's shape (no download needed) and the shipped
 generate, classify at the published epoch counts), once per seed as the stages do, and
 with the seeds trained side by side. ``--quick`` (SYN only, few epochs) finishes in under a
 minute on a 2-core CPU and runs in the test suite. Results: a table on stdout, and the JSON
-only where ``--out`` names a file: ``reports/bench.json`` is the committed H200 record, and a
+only where ``--out`` names a file: ``records/bench.json`` is the committed H200 record, and a
 run on another machine must not replace it by default.
 """
 
@@ -38,14 +38,15 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from . import pipeline, reference, trainer
-from .config import base_config, dataset_source, load_params, prepare_config, stage_config
-from .data import Benchmark, prepare
-from .evaluate import evaluate, run_classify, validation_needed
-from .io import save_json
-from .model import generate
-from .runtime import resolve_device, seed_everything
-from .synthetic import write_benchmark
+from .. import pipeline, trainer
+from . import reference
+from ..config import base_config, dataset_source, load_params, prepare_config, stage_config
+from ..data import Benchmark, prepare
+from ..evaluate import evaluate, run_classify, validation_needed
+from ..io import save_json
+from ..model import generate
+from ..runtime import resolve_device, seed_everything
+from ..synthetic import write_benchmark
 
 
 @dataclass(frozen=True)
@@ -361,7 +362,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m bsegn.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bsegn.research.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="SYN only, 2 epochs, 2 seeds: under a minute on a CPU")
     parser.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), help="default: SYN CUB SUN AWA2 FLO")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -378,7 +379,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pipeline-only", action="store_true", help="skip the per-shape epoch timings")
     parser.add_argument("--profile", choices=sorted(SHAPES), help="only print where an iteration of this shape spends time")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", help="write the JSON here (the committed record is reports/bench.json; default: none)")
+    parser.add_argument("--out", help="write the JSON here (the committed record is records/bench.json; default: none)")
     args = parser.parse_args(argv)
     if args.quick:
         shapes, args.epochs, args.ref_epochs, args.seeds = ["SYN"], 2, 2, 2
@@ -398,7 +399,7 @@ def main(argv: list[str] | None = None) -> dict:
     rate = matmul_rate(device)
     result = {"device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "command": "python -m bsegn.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "command": "python -m bsegn.research.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
               "quick": args.quick, "tf32": args.tf32, "matmul_tflop_s": round(rate / 1e12, 3), "shapes": {}}
     for name in shapes if not args.pipeline_only else []:
         result["shapes"][name] = bench_shape(name, params, device, args.epochs, args.ref_epochs, args.seeds, rate)

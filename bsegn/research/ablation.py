@@ -6,13 +6,13 @@ time (:data:`VARIANTS`). Two ways to run the grid:
 
 * through DVC (every run is a cached, shareable experiment)::
 
-      python -m bsegn.ablation queue --dataset SYN     # prints and runs `dvc exp run --queue ...`
+      python -m bsegn.research.ablation queue --dataset SYN     # prints and runs `dvc exp run --queue ...`
       dvc queue start -j 1 && dvc queue status
-      python -m bsegn.ablation collect                 # dvc exp show --json -> reports/ablation.csv
+      python -m bsegn.research.ablation collect                 # dvc exp show --json -> records/ablation.csv
 
 * in one process, for a quick benchmark that prints the table (no DVC involved)::
 
-      python -m bsegn.ablation run --datasets SYN SYN_SHIFT --seeds 0 1 2
+      python -m bsegn.research.ablation run --datasets SYN SYN_SHIFT --seeds 0 1 2
 
   ``--split val`` screens the variants on the class-level validation split instead (train on
   its seen classes, score its held-out classes; no test image is looked at), which is where
@@ -20,11 +20,11 @@ time (:data:`VARIANTS`). Two ways to run the grid:
   applies one more override to every variant (``--set 'classify.{ds}.select_epochs="val"'``).
   ``choose SCREEN.csv`` applies the design rule to such a screen; ``protocols RUNS.csv ...
   --out NEW.csv`` writes the honest and test-selected rows of test runs, and ``--into
-  reports/realistic.csv`` puts them in place of that record's rows of the same dataset and
-  variant; ``record RUNS.csv --to reports/realistic_runs.csv`` appends runs to a record,
+  records/realistic.csv`` puts them in place of that record's rows of the same dataset and
+  variant; ``record RUNS.csv --to records/realistic_runs.csv`` appends runs to a record,
   refusing a run it already holds.
 
-Both write ``reports/ablation.csv``: one row per variant x dataset x seed, plus the
+Both write ``records/ablation.csv``: one row per variant x dataset x seed, plus the
 mean over seeds printed as a table.
 """
 
@@ -46,11 +46,11 @@ import pandas as pd
 import torch
 import yaml
 
-from . import config, data, download, evaluate, pipeline, trainer
-from .io import save_text
-from .report import PROTOCOL_COLUMNS, replace_rows, result_row
+from .. import config, data, download, evaluate, pipeline, trainer
+from ..config import METHODS, parse_set
+from ..io import save_text
+from ..report import PROTOCOL_COLUMNS, replace_rows, result_row
 
-METHODS = ("f-clswgan", "f-vaegan", "tf-vaegan", "ce-gzsl", "bsegn")  # methods.yaml's, in the line's order
 
 
 @dataclass(frozen=True)
@@ -103,14 +103,6 @@ def overrides(variant: str, dataset: str, extra: dict[str, object] | None = None
     return sets
 
 
-def parse_set(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` with a YAML value, as ``dvc exp run -S`` takes it."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ValueError(f"--set {text!r}: expected KEY=VALUE, e.g. 'classify.{{ds}}.select_epochs=val'")
-    return key, yaml.safe_load(value)
-
-
 def load_variants(path: str) -> list[str]:
     """Add the variants of a YAML file ``{name: {"train.{ds}.fem": true, ...}}``; return their names."""
     extra = yaml.safe_load(Path(path).read_text()) or {}
@@ -151,7 +143,7 @@ def _run_one(job: Job) -> dict:
 
 
 def experiment_row(variant: str, dataset: str, seed: int, metrics: dict, selection: dict | None = None) -> dict:
-    """One row of reports/ablation.csv from a run's metrics (runs/<DS>/seed<S>/metrics.json),
+    """One row of records/ablation.csv from a run's metrics (runs/<DS>/seed<S>/metrics.json),
     with the validation split's choices and scores when the run made them."""
     row = {"variant": variant, "dataset": dataset, "seed": seed, "split": "test", **result_row(metrics)}
     if selection is not None:
@@ -233,7 +225,7 @@ def run_grid(params: dict, datasets: list[str], seeds: list[int], variants: list
 
 
 def protocol_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The two protocols of each test-split run, one row each (``reports/realistic.csv``):
+    """The two protocols of each test-split run, one row each (``records/realistic.csv``):
 
     * ``honest``: the classifier epochs, and the calibrated-stacking constant when the run
       has one (``U_cs``/``S_cs``/``H_cs``), chosen on the validation split;
@@ -259,7 +251,7 @@ RUN_KEY = ["variant", "dataset", "seed", "split"]  # one run of `run`: a row of 
 
 def record_text(record: str | None, new: pd.DataFrame, source: str) -> str:
     """The record CSV's text (``record``; None: none yet) with ``new``'s rows appended
-    (``reports/realistic_runs.csv``, ``reports/realistic_screen.csv``). The recorded rows keep
+    (``records/realistic_runs.csv``, ``records/realistic_screen.csv``). The recorded rows keep
     their bytes; ``new`` must have the record's columns in its order and no run
     (variant, dataset, seed, split) the record or ``new`` already has: a run measured twice
     would weigh twice in every mean taken over the record. ``source`` names ``new`` in errors."""
@@ -348,7 +340,7 @@ def collect_experiments(exp_show_json: list) -> pd.DataFrame:
 
 def protocol_means(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean T1/U/S/H per dataset, variant and protocol of :func:`protocol_rows`' ``rows``: what
-    ``reports/realistic.csv`` says. The honest H is the calibrated one where the runs have it,
+    ``records/realistic.csv`` says. The honest H is the calibrated one where the runs have it,
     not the ``H`` column of :func:`table`."""
     return rows.groupby(["dataset", "variant", "protocol"])[["T1", "U", "S", "H"]].mean().round(2)
 
@@ -363,7 +355,7 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="run the grid in-process and write reports/ablation.csv")
+    r = sub.add_parser("run", help="run the grid in-process and write records/ablation.csv")
     r.add_argument("--datasets", nargs="+", default=["SYN", "SYN_SHIFT"])
     r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     r.add_argument("--variants", nargs="+", default=None, help=f"default: all of {list(VARIANTS)}")
@@ -375,21 +367,21 @@ def main() -> None:
     r.add_argument("--gpus", type=int, default=0, help="spread the workers over this many GPUs")
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--params", default="params.yaml")
-    r.add_argument("--out", default="reports/ablation.csv")
+    r.add_argument("--out", default="records/ablation.csv")
     q = sub.add_parser("queue", help="queue the grid as DVC experiments")
     q.add_argument("--dataset", default="SYN")
     q.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     q.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    c = sub.add_parser("collect", help="dvc exp show --json -> reports/ablation.csv")
-    c.add_argument("--out", default="reports/ablation.csv")
+    c = sub.add_parser("collect", help="dvc exp show --json -> records/ablation.csv")
+    c.add_argument("--out", default="records/ablation.csv")
     p = sub.add_parser("protocols", help="runs' CSVs -> one row per protocol (honest, test_selected)")
     p.add_argument("csv", nargs="+", help="CSVs of `run` (test split), read as one")
     p.add_argument("--rename", nargs="*", default=[], metavar="OLD=NEW", help="variant names to report under")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", help="write the rows as a new CSV")
     where.add_argument("--into", help="replace this CSV's rows of the same (dataset, variant), in place "
-                                      "(reports/realistic.csv, when a new design ships)")
-    rc = sub.add_parser("record", help="append runs' CSVs to a record (reports/realistic_runs.csv ...)")
+                                      "(records/realistic.csv, when a new design ships)")
+    rc = sub.add_parser("record", help="append runs' CSVs to a record (records/realistic_runs.csv ...)")
     rc.add_argument("csv", nargs="+", help="CSVs of `run`, appended in this order")
     rc.add_argument("--to", required=True, help="the record; created with the first CSV's header if absent")
     ch = sub.add_parser("choose", help="a validation screen's CSV -> the best variant per dataset")
@@ -458,7 +450,7 @@ def main() -> None:
         for cmd in queue_commands(args.dataset, args.seeds, args.variants):
             print(" ".join(cmd))
             subprocess.run(cmd, check=True)
-        print("queued; now run: dvc queue start -j 1, then python -m bsegn.ablation collect")
+        print("queued; now run: dvc queue start -j 1, then python -m bsegn.research.ablation collect")
         return
     else:
         shown = subprocess.run(["dvc", "exp", "show", "--json"], check=True, capture_output=True, text=True).stdout

@@ -9,13 +9,13 @@ Steps, not epochs: our epoch is one pass over the seen features, TF-VAEGAN's is 
 (``--feedback_loop 2``: a pass without its feedback module, then one with it), so its epoch e
 is our E = 2e (:data:`PASSES_PER_EPOCH`).
 
-``python -m bsegn.fidelity OURS.csv --public tf-vaegan=reports/tfvaegan_runs.csv
-ce-gzsl=reports/public/cegzsl_curves.csv --out reports/fidelity.csv``
+``python -m bsegn.research.fidelity OURS.csv --public tf-vaegan=records/tfvaegan_runs.csv
+ce-gzsl=records/public/cegzsl_curves.csv --out records/fidelity.csv``
 
 * ``OURS.csv``: rows of such runs (``variant``, ``dataset``, ``seed``, ``train_epochs`` and the
-  ``*_test_selected`` columns, as ``bsegn.ablation run`` writes them plus ``train_epochs``);
+  ``*_test_selected`` columns, as ``bsegn.research.ablation run`` writes them plus ``train_epochs``);
 * each ``--public METHOD=CSV``: that method's public evaluations (``dataset, seed, epoch, T1, U,
-  S, H``, epochs counted from 1: ``bsegn/tfvaegan.py collect``, ``tools/cegzsl_public.py collect
+  S, H``, epochs counted from 1: ``bsegn/research/tfvaegan.py collect``, ``tools/cegzsl_public.py collect
   --curves``).
 
 The table has one row per method x dataset x pass count that both sides evaluated: the two H at that
@@ -28,7 +28,7 @@ import argparse
 
 import pandas as pd
 
-from .io import save_text
+from ..io import save_text
 
 # passes over the seen training features in one epoch of the public code (ours: 1)
 PASSES_PER_EPOCH = {"tf-vaegan": 2, "ce-gzsl": 1}
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ours", nargs="+", help="CSVs of our runs at fixed generator epochs")
     parser.add_argument("--public", nargs="+", required=True, metavar="METHOD=CSV")
-    parser.add_argument("--out", default="reports/fidelity.csv")
+    parser.add_argument("--out", default="records/fidelity.csv")
     args = parser.parse_args(argv)
     try:
         pairs = [t.partition("=") for t in args.public]

@@ -1,6 +1,6 @@
 """The straightforward training loop that :mod:`bsegn.trainer`'s fast path replaced.
 
-Kept, frozen, for two uses: :mod:`bsegn.bench` times it beside the fast trainer in the same
+Kept, frozen, for two uses: :mod:`bsegn.research.bench` times it beside the fast trainer in the same
 run (the ratio the speed target is stated in), and ``tests/test_fast_trainer.py`` checks that
 both compute the same losses. It is the loop as it was: every network call its own pass
 (real, fake and interpolated features through the critic one after another; seen and unseen
@@ -20,11 +20,11 @@ import math
 import torch
 import torch.nn.functional as F_
 
-from . import losses
-from .config import TrainConfig
-from .data import Benchmark
-from .model import GenerativeModel
-from .trainer import (EpochHook, TrainState, _finish, _step, _step_generator, adapt_gp_weight, decoder_step,
+from .. import losses
+from ..config import TrainConfig
+from ..data import Benchmark
+from ..model import GenerativeModel
+from ..trainer import (EpochHook, TrainState, _finish, _step, _step_generator, adapt_gp_weight, decoder_step,
                       embed_terms, fem_loss, setup)
 
 
