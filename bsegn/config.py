@@ -152,6 +152,10 @@ class TrainConfig:
     gp_adaptive: bool
     cls_weight: float = field(metadata=_rng(lo=0.0))  # f-CLSWGAN classification loss
     cls_pretrain_epochs: int = field(metadata=_rng(lo=1))
+    # the Adam of that seen classifier's pretraining (f-CLSWGAN's: 1e-3, beta1 0.5), its own,
+    # not the generator's lr and beta1
+    seen_classifier_lr: float = field(metadata=_rng(lo=0.0))
+    seen_classifier_beta1: float = field(metadata=_rng(lo=0.0, hi=0.999))
     # VAE encoder (f-VAEGAN / TF-VAEGAN)
     vae: bool
     vae_weight: float = field(metadata=_rng(lo=0.0))
@@ -235,7 +239,11 @@ class ClassifyConfig:
     calibration: bool  # also report calibrated stacking, its constant chosen on validation
 
 
-MFIM_LEVELS = ("visual", "hidden", "semantic", "fem", "embedding")  # embedding: CE-GZSL's h (train.embed)
+# The mFIM levels a classifier can read (classify.mfim_levels; bsegn/mfim.py computes each):
+# the one list of their names, each with the train switch that builds the module it reads
+# (None: x itself, or the decoder R, which every model has). embedding: CE-GZSL's h.
+MFIM_LEVELS: dict[str, str | None] = {"visual": None, "hidden": None, "semantic": None, "fem": "fem",
+                                      "embedding": "embed"}
 PER_DATASET_SECTIONS = {"train": TrainConfig, "generate": GenerateConfig, "classify": ClassifyConfig}
 
 
@@ -567,12 +575,11 @@ def validate_all(params: dict) -> None:
     prep = prepare_config(params)
     for name in base.datasets:
         cfg = {section: stage_config(params, section, name) for section in PER_DATASET_SECTIONS}
-        if "fem" in cfg["classify"].mfim_levels and not cfg["train"].fem:
-            raise ConfigError(f"classify.{name}.mfim_levels includes 'fem' but train.{name}.fem is false: "
-                              "turn the FEM on or drop the level")
-        if "embedding" in cfg["classify"].mfim_levels and not cfg["train"].embed:
-            raise ConfigError(f"classify.{name}.mfim_levels includes 'embedding' but train.{name}.embed is false: "
-                              "turn CE-GZSL's embedding on or drop the level")
+        for level in cfg["classify"].mfim_levels:
+            switch = MFIM_LEVELS[level]
+            if switch and not getattr(cfg["train"], switch):
+                raise ConfigError(f"classify.{name}.mfim_levels includes {level!r} but train.{name}.{switch} is "
+                                  "false: the model has no such module; turn it on or drop the level")
         if cfg["train"].vae_loss == "bce" and prep.feature_scaling != "minmax":
             raise ConfigError(f"train.{name}.vae_loss is 'bce' but prepare.feature_scaling is not 'minmax': "
                               "the binary cross-entropy needs training features in [0, 1]")

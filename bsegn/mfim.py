@@ -1,6 +1,7 @@
 """mFIM: the multilevel feature integration module (docs/METHOD.md, "mFIM").
 
-The final classifier's input concatenates several views of a feature x:
+The final classifier's input concatenates several views of a feature x, the levels
+:data:`bsegn.config.MFIM_LEVELS` names:
 
 * ``visual``:   x itself;
 * ``hidden``:   the cycle branch's hidden activations h(x) (R's first layer);
@@ -20,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F_
 
-from .config import ConfigError
+from .config import MFIM_LEVELS, ConfigError
 from .model import GenerativeModel
 
 
@@ -35,18 +36,20 @@ def levels(model: GenerativeModel, x: torch.Tensor, names: list[str]) -> list[to
                 a_hat, h = model.decoder(x)
                 out.append(h if name == "hidden" else a_hat)
             elif name == "fem":
-                if model.fem is None:
-                    raise ConfigError("classify.mfim_levels includes 'fem' but the model was trained with "
-                                      "train.fem: false; turn the FEM on or drop the level")
-                out.append(model.fem(x))
+                out.append(_trained(model.fem, name)(x))
             elif name == "embedding":
-                if model.embedding is None:
-                    raise ConfigError("classify.mfim_levels includes 'embedding' but the model was trained with "
-                                      "train.embed: false; turn CE-GZSL's embedding on or drop the level")
-                out.append(model.embedding(x)[0])
+                out.append(_trained(model.embedding, name)(x)[0])
             else:
-                raise ConfigError(f"classify.mfim_levels: unknown level {name!r}")
+                raise ConfigError(f"classify.mfim_levels: unknown level {name!r}; known: {list(MFIM_LEVELS)}")
     return out
+
+
+def _trained(module: torch.nn.Module | None, level: str) -> torch.nn.Module:
+    """The module ``level`` reads; a model trained without it (its train switch off) cannot give the level."""
+    if module is None:
+        raise ConfigError(f"classify.mfim_levels includes {level!r} but the model was trained with "
+                          f"train.{MFIM_LEVELS[level]}: false; turn it on or drop the level")
+    return module
 
 
 def fit_scales(model: GenerativeModel, x_fit: torch.Tensor, names: list[str], per_sample: bool,

@@ -1,4 +1,5 @@
-"""The trained generative model: what the train stage saves and later stages load.
+"""The trained generative model: what the train stage saves and later stages load, and the
+generate stage, which samples it (:func:`run_generate`).
 
 Kept apart from :mod:`bsegn.trainer` so that generating features, the mFIM and the
 final classifier depend on the networks and this file only, not on the training losses
@@ -10,12 +11,19 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from .config import TrainConfig
 from .io import atomic_path
 from .nets import FEM, ContrastiveEmbedding, Feedback, Generator, SemanticDecoder
+from .runtime import seed_everything
+
+if TYPE_CHECKING:  # annotations only: bsegn.pipeline imports this module
+    from .data import Benchmark
+    from .pipeline import RunConfig
 
 
 @dataclass
@@ -97,3 +105,13 @@ def generate(model: GenerativeModel, att: torch.Tensor, classes: torch.Tensor, p
     y = classes.repeat_interleave(per_class)
     z = torch.randn(len(y), model.generator.d_noise, device=att.device)  # the global stream, seeded by the stage
     return model.features(z, att[y]), y
+
+
+def run_generate(bench: Benchmark, model: GenerativeModel, run: RunConfig, seed: int,
+                 syn_num: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Stage ``generate``: ``syn_num`` (default ``generate.syn_num``) synthetic features per
+    unseen class (x, class ids)."""
+    seed_everything(seed)
+    x, y = generate(model, torch.as_tensor(bench.att, device=run.device),
+                    torch.as_tensor(bench.unseen, device=run.device), run.generate.syn_num if syn_num is None else syn_num)
+    return x.cpu().numpy(), y.cpu().numpy()

@@ -1,20 +1,14 @@
-"""One function per per-seed stage: what the stage computes, from in-memory inputs.
+"""What the per-seed stages share: the settings they run with, and the validation split's results.
 
-==========  ===================================  ==========================
-stage       function                             returns
-==========  ===================================  ==========================
-train       :func:`bsegn.trainer.run_train`      model, loss log
-generate    :func:`run_generate` (here)          synthetic unseen features
-train_val   :func:`bsegn.trainer.run_train_val`  :class:`Validation`
-classify    :func:`bsegn.evaluate.run_classify`  metrics, curve, predictions
-==========  ===================================  ==========================
-
-The DVC stages (``stages/``) load their inputs (their settings with :func:`stage_run_config`),
-call their function and write the results; the in-process ablation (:mod:`bsegn.research.ablation`)
-calls the same functions in the stages' order, so its numbers are the pipeline's by
-construction (``tests/test_pipeline.py`` checks two variants against ``dvc repro``). The train
-and classify functions live beside the code they drive, so that a stage imports, and DVC
-reruns it for, only what it uses.
+A per-seed stage ``stages/<stage>.py`` loads its inputs (its settings with
+:func:`stage_run_config`), calls one function, ``run_<stage>``, and writes what it returns.
+Each ``run_<stage>`` lives beside the code it drives, so that a stage imports, and DVC reruns
+it for, only what it uses: training in :mod:`bsegn.trainer` (``run_train``, ``run_train_val``),
+sampling the trained model in :mod:`bsegn.model` (``run_generate``), the final classifiers in
+:mod:`bsegn.evaluate` (``run_classify``); tests/test_dvc_wiring.py checks that each stage calls
+its own. The in-process ablation (:mod:`bsegn.research.ablation`) calls the same functions in
+the stages' order, so its numbers are the pipeline's by construction (``tests/test_pipeline.py``
+checks two variants against ``dvc repro``).
 
 Each function seeds the random number generators itself, right before its random work,
 so what happens before it (loading a model builds networks, which draws initial weights)
@@ -34,8 +28,8 @@ from .config import (ClassifyConfig, GenerateConfig, TrainConfig, base_config, s
 from .data import Benchmark
 from .errors import PipelineError
 from .io import load_json
-from .model import GenerativeModel, generate
-from .runtime import resolve_device, seed_everything
+from .model import GenerativeModel
+from .runtime import resolve_device
 
 
 @dataclass(frozen=True)
@@ -101,16 +95,6 @@ def _first_difference(got, want, where: str = "") -> str:
 
 
 _ABSENT = object()
-
-
-def run_generate(bench: Benchmark, model: GenerativeModel, run: RunConfig, seed: int,
-                 syn_num: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Stage ``generate``: ``syn_num`` (default ``generate.syn_num``) synthetic features per
-    unseen class (x, class ids)."""
-    seed_everything(seed)
-    x, y = generate(model, torch.as_tensor(bench.att, device=run.device),
-                    torch.as_tensor(bench.unseen, device=run.device), run.generate.syn_num if syn_num is None else syn_num)
-    return x.cpu().numpy(), y.cpu().numpy()
 
 
 def validation_syn_num(val: Benchmark, syn_num: int) -> int:

@@ -37,8 +37,8 @@ from . import checkpoint, losses
 from .config import TrainConfig
 from .data import Benchmark
 from .errors import PipelineError
-from .model import GenerativeModel, build_model
-from .pipeline import RunConfig, Validation, run_generate, validation_syn_num
+from .model import GenerativeModel, build_model, run_generate
+from .pipeline import RunConfig, Validation, validation_syn_num
 from .nets import Comparator, Critic, Encoder, SoftmaxClassifier, cosine_logits
 from .progress import Progress
 from .runtime import seed_everything
@@ -65,7 +65,7 @@ def pretrain_seen_classifier(x: torch.Tensor, y_idx: torch.Tensor, n_seen: int, 
                              gen: torch.Generator | None = None) -> SoftmaxClassifier:
     """The frozen seen-class softmax of f-CLSWGAN; its loss keeps fakes class-discriminative."""
     clf = SoftmaxClassifier(x.shape[1], n_seen).to(x.device)
-    opt = _adam(clf.parameters(), 1e-3, 0.5)
+    opt = _adam(clf.parameters(), cfg.seen_classifier_lr, cfg.seen_classifier_beta1)
     for _ in range(cfg.cls_pretrain_epochs):
         for idx in torch.randperm(len(x), device=x.device, generator=gen).split(cfg.batch_size):
             _step(opt, F_.cross_entropy(clf(x[idx]), y_idx[idx]))

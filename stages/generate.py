@@ -3,7 +3,7 @@
 from bsegn import cli, paths, pipeline
 from bsegn.data import load_prepared
 from bsegn.io import save_npz
-from bsegn.model import GenerativeModel
+from bsegn.model import GenerativeModel, run_generate
 
 
 def main() -> None:
@@ -11,7 +11,7 @@ def main() -> None:
     run = pipeline.stage_run_config(cli.load_checked(args.params, args.dataset), args.dataset, "generate")
     bench = load_prepared(paths.prepared(args.dataset))
     model = GenerativeModel.load(paths.model(args.dataset, args.seed), run.device)
-    x, y = pipeline.run_generate(bench, model, run, args.seed)
+    x, y = run_generate(bench, model, run, args.seed)
     out = paths.synthetic_features(args.dataset, args.seed)
     save_npz(out, x=x, y=y)
     cli.save_seconds(paths.seconds(args.dataset, args.seed, "generate"))

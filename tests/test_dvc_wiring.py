@@ -72,3 +72,17 @@ def test_per_seed_stages_depend_on_the_settings_files_they_read():
         listed = [d for d in STAGES[name]["deps"] if "/settings/" in d]
         assert listed == [f"runs/${{item.dataset}}/settings/{s}.json" for s in sections], name
         assert "params" not in STAGES[name], f"{name}: depends on params sections, not on its dataset's settings"
+
+
+def test_each_per_seed_stage_computes_with_its_run_function():
+    """The layout bsegn/pipeline.py describes: stages/<stage>.py calls ``run_<stage>`` (the
+    function the in-process ablation calls too) and no other stage's."""
+    import ast
+
+    from bsegn.pipeline import STAGE_SECTIONS
+
+    for name in STAGE_SECTIONS:
+        tree = ast.parse((ROOT / "stages" / f"{name}.py").read_text())
+        called = {getattr(node.func, "attr", getattr(node.func, "id", None)) for node in ast.walk(tree)
+                  if isinstance(node, ast.Call)}
+        assert {f"run_{s}" for s in STAGE_SECTIONS} & called == {f"run_{name}"}, name

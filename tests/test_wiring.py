@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from bsegn import evaluate, losses, mfim, pipeline, trainer
+from bsegn.config import MFIM_LEVELS, ConfigError
 from bsegn.data import Benchmark, prepare
 from bsegn.metrics import gzsl_scores
-from bsegn.model import generate
+from bsegn.model import build_model, generate, run_generate
 from bsegn.nets import cosine_logits
 from bsegn.runtime import seed_everything
 from bsegn.synthetic import write_benchmark
@@ -353,6 +354,23 @@ def test_each_mfim_level_is_the_view_it_names(bench, model):
     assert torch.equal(fem, model.fem(x)) and fem.shape == (5, bench.d_att)
 
 
+def test_mfim_computes_every_level_config_names(bench):
+    """config.MFIM_LEVELS is the one list of level names: mfim gives each of them, and a level
+    whose module the model lacks fails naming the train switch MFIM_LEVELS gives it."""
+    x = torch.as_tensor(bench.test_seen_x[:3])
+    every = build_model(dataclasses.replace(CFG, fem=True, embed=True), bench.d_att, bench.d_att, bench.d_feat)
+    assert [len(v) for v in mfim.levels(every, x, list(MFIM_LEVELS))] == [3] * len(MFIM_LEVELS)
+    bare = build_model(dataclasses.replace(CFG, fem=False, embed=False), bench.d_att, bench.d_att, bench.d_feat)
+    for level, switch in MFIM_LEVELS.items():
+        if switch is None:
+            mfim.levels(bare, x, [level])  # every model has it
+        else:
+            with pytest.raises(ConfigError, match=rf"includes '{level}' .* train\.{switch}: false"):
+                mfim.levels(bare, x, [level])
+    with pytest.raises(ConfigError, match="unknown level 'pixels'; known: .*'embedding'"):
+        mfim.levels(every, x, ["pixels"])
+
+
 @pytest.mark.parametrize("per_sample", [False, True])
 def test_mfim_scales_give_every_level_the_visual_mean_norm(bench, model, per_sample):
     """Planted: all mFIM scales set to 1."""
@@ -432,7 +450,7 @@ def test_stage_functions_chain_into_consistent_metrics(splits, select_epochs, ca
     model, history = trainer.run_train(test, run, seed=0)
     assert [r["epoch"] for r in history] == list(range(1, CFG.epochs + 1))
     assert {"wasserstein", "decoder", "fem", "g_adv", "vae", "g_cls", "g_cycle", "g_fem"} <= set(history[0])
-    x, y = pipeline.run_generate(test, model, run, seed=0)
+    x, y = run_generate(test, model, run, seed=0)
     assert x.shape == (10 * len(test.unseen), test.d_feat) and (np.unique(y, return_counts=True)[1] == 10).all()
     assert set(y) == set(test.unseen)
     validation = trainer.run_train_val(val, run, seed=0)
@@ -577,7 +595,7 @@ def test_a_checkpoint_of_other_code_is_not_resumed(bench, tmp_path, capsys, monk
 def test_classify_without_validation_when_nothing_needs_it(splits, model):
     test = splits["test"]
     run = pipeline.RunConfig(CFG, generate_cfg(syn_num=10), classify_cfg(epochs=2, calibration=False), CPU)
-    x, y = pipeline.run_generate(test, model, run, seed=0)
+    x, y = run_generate(test, model, run, seed=0)
     metrics, curve, _, selection = evaluate.run_classify(test, model, x, y, run, 0, None)
     assert selection is None and (metrics["epochs_zsl"], metrics["epochs_gzsl"]) == (2, 2) and len(curve) == 2
     assert "calibrated" not in metrics
@@ -663,6 +681,19 @@ def test_optimisers_use_the_configured_rates_and_betas(bench):
         group = opt.param_groups[0]
         assert group["lr"] == lr and group["betas"] == (0.4, 0.999)
     assert fresh(bench, cls_weight=0.0).clf is None
+
+
+def test_seen_classifier_pretrains_with_its_own_rate_and_beta1(bench, monkeypatch):
+    """f-CLSWGAN's seen classifier has its own Adam (train.seen_classifier_lr, _beta1), not G's."""
+    made = []
+    adam = trainer._adam
+    monkeypatch.setattr(trainer, "_adam", lambda params, lr, beta1, fast=True: made.append((lr, beta1))
+                        or adam(params, lr, beta1, fast))
+    fresh(bench, lr=2e-3, beta1=0.4, seen_classifier_lr=5e-3, seen_classifier_beta1=0.3)
+    assert made.count((5e-3, 0.3)) == 1 and made[0] == (5e-3, 0.3)  # the first Adam made: setup pretrains first
+    made.clear()
+    fresh(bench, cls_weight=0.0, seen_classifier_lr=5e-3, seen_classifier_beta1=0.3)
+    assert (5e-3, 0.3) not in made  # no seen-class loss: no classifier to pretrain
 
 
 def test_pretrained_seen_classifier_fits_the_seen_classes(bench):

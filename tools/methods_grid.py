@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 import pandas as pd  # noqa: E402
 
 from bsegn import config, data, download, evaluate, pipeline, trainer  # noqa: E402
+from bsegn.model import run_generate  # noqa: E402
 from bsegn.research import ablation  # noqa: E402
 
 DATASETS = ["SYN_CUB", "SYN_SUN", "SYN_AWA2", "SYN_FLO"]
@@ -87,7 +88,7 @@ def run_job(job: dict) -> dict:
         return {"seconds": round(time.time() - t0, 1), "rss_mb": _rss_mb()}
     bench = data.load_prepared(job["prep"])
     model, _ = trainer.run_train(bench, run, seed, label=label)
-    x, y = pipeline.run_generate(bench, model, run, seed)
+    x, y = run_generate(bench, model, run, seed)
     selection = None
     if evaluate.validation_needed(run.classify):
         failed = sel_path.with_suffix(".failed")

@@ -1,7 +1,8 @@
-"""Summarise the last ``mutmut run`` into records/mutation.txt, every survivor with a reason.
+"""Summarise the last ``mutmut run``, every survivor with a reason (the record: records/mutation.txt).
 
     OMP_NUM_THREADS=1 mutmut run --max-children 2
-    python tools/mutation_report.py
+    python tools/mutation_report.py                            # prints the report
+    python tools/mutation_report.py --out records/mutation.txt  # and writes it over the record
 
 Survivors are sorted into the kinds below by what the mutation changed; the rest must be
 listed in ``EQUIVALENT`` with why they cannot change a result. A survivor of no kind makes
@@ -10,6 +11,7 @@ the script exit 1: either a test is missing or a reason is.
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
@@ -103,7 +105,10 @@ def kind(name: str, before: str, after: str) -> tuple[str, str]:
     return "", ""
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", help="also write the report here (the record: records/mutation.txt)")
+    args = parser.parse_args(argv)
     results = subprocess.run(["mutmut", "results", "--all", "true"], cwd=ROOT, capture_output=True, text=True).stdout
     statuses = Counter(line.rsplit(":", 1)[1].strip() for line in results.splitlines() if ":" in line)
     names = survivors()
@@ -132,10 +137,14 @@ def main() -> None:
         lines += [f"== {k} ({len(items)}): {KINDS[k]}", *items, ""]
     if unexplained:
         lines += [f"== no reason yet ({len(unexplained)}): add a test or a reason", *unexplained, ""]
-    (ROOT / "records/mutation.txt").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[:6]))
-    for line in unexplained:
-        print(line)
+    if args.out:  # a record is written over only where asked
+        Path(args.out).write_text("\n".join(lines) + "\n")
+        print("\n".join(lines[:6]))
+        for line in unexplained:
+            print(line)
+        print(f"wrote {args.out}")
+    else:
+        print("\n".join(lines))
     sys.exit(1 if unexplained else 0)
 
 

@@ -1,6 +1,7 @@
 """Plant nine one-line wiring bugs, one at a time, and check the tests catch each.
 
-    python tools/planted_bugs.py            # writes records/planted_bugs.txt
+    python tools/planted_bugs.py                                # prints the report
+    python tools/planted_bugs.py --out records/planted_bugs.txt  # and writes it over the record
 
 These are the bugs that once passed the whole suite (issue "One source of truth"). Each is
 applied to a copy of the project in a temporary folder (never to the working tree), and the
@@ -9,6 +10,7 @@ model-level tests run there; a bug that no test catches makes the script exit 1.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -65,21 +67,27 @@ def run_with_bug(name: str, file: str, shipped: str, buggy: str, tmp: Path) -> t
     return res.returncode != 0, failed
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", help="also write the report here (the record: records/planted_bugs.txt)")
+    args = parser.parse_args(argv)
     lines = ["Planted wiring bugs, each applied alone; the model-level tests must fail.",
              f"tests run: {' '.join(TESTS)} (-x: stops at the first failure)", ""]
+    print("\n".join(lines), flush=True)  # the report, printed as it is made
     missed = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, (file, shipped, buggy) in BUGS.items():
             caught, failed = run_with_bug(name, file, shipped, buggy, Path(tmp))
             lines.append(f"{'caught' if caught else 'MISSED'}: {name} ({file})")
             lines += [f"    failed: {t}" for t in failed]
-            print(lines[-1 - len(failed)], flush=True)
+            print("\n".join(lines[-1 - len(failed):]), flush=True)
             if not caught:
                 missed.append(name)
     lines += ["", f"{len(BUGS) - len(missed)} of {len(BUGS)} caught"]
-    (ROOT / "records/planted_bugs.txt").write_text("\n".join(lines) + "\n")
-    print(lines[-1])
+    print("\n".join(lines[-2:]))
+    if args.out:  # a record is written over only where asked
+        Path(args.out).write_text("\n".join(lines) + "\n")
+        print(f"wrote {args.out}")
     sys.exit(1 if missed else 0)
 
 

@@ -8,11 +8,11 @@ time (:data:`VARIANTS`). Two ways to run the grid:
 
       python -m bsegn.research.ablation queue --dataset SYN     # prints and runs `dvc exp run --queue ...`
       dvc queue start -j 1 && dvc queue status
-      python -m bsegn.research.ablation collect                 # dvc exp show --json -> records/ablation.csv
+      python -m bsegn.research.ablation collect --out records/ablation.csv   # dvc exp show --json -> the CSV
 
 * in one process, for a quick benchmark that prints the table (no DVC involved)::
 
-      python -m bsegn.research.ablation run --datasets SYN SYN_SHIFT --seeds 0 1 2
+      python -m bsegn.research.ablation run --datasets SYN SYN_SHIFT --seeds 0 1 2 --out ablation.csv
 
   ``--split val`` screens the variants on the class-level validation split instead (train on
   its seen classes, score its held-out classes; no test image is looked at), which is where
@@ -24,8 +24,9 @@ time (:data:`VARIANTS`). Two ways to run the grid:
   variant; ``record RUNS.csv --to records/realistic_runs.csv`` appends runs to a record,
   refusing a run it already holds.
 
-Both write ``records/ablation.csv``: one row per variant x dataset x seed, plus the
-mean over seeds printed as a table.
+Both write the CSV ``--out`` names (required: the record ``records/ablation.csv`` is written
+over only when named): one row per variant x dataset x seed, plus the mean over seeds
+printed as a table.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import yaml
 from .. import config, data, download, evaluate, pipeline, trainer
 from ..config import METHODS, parse_set
 from ..io import save_text
+from ..model import run_generate
 from ..report import PROTOCOL_COLUMNS, replace_rows, result_row
 
 
@@ -61,6 +63,11 @@ class Levels:
 
     add: str | None = None
     drop: str | None = None
+
+    def __post_init__(self) -> None:
+        for level in (self.add, self.drop):
+            if level is not None and level not in config.MFIM_LEVELS:  # a typo would change nothing
+                raise ValueError(f"Levels: unknown mFIM level {level!r}; known: {list(config.MFIM_LEVELS)}")
 
     def apply(self, levels: list[str]) -> list[str]:
         out = [lv for lv in levels if lv != self.drop]
@@ -137,7 +144,7 @@ def _run_one(job: Job) -> dict:
         return screening_row(variant, dataset, seed, evaluate.select(validation, run, seed))
     bench = data.load_prepared(prepared_path)
     model, _ = trainer.run_train(bench, run, seed, label=label)
-    x, y = pipeline.run_generate(bench, model, run, seed)
+    x, y = run_generate(bench, model, run, seed)
     metrics, _, _, selection = evaluate.run_classify(bench, model, x, y, run, seed, validation)
     return experiment_row(variant, dataset, seed, metrics, selection)
 
@@ -355,7 +362,7 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="run the grid in-process and write records/ablation.csv")
+    r = sub.add_parser("run", help="run the grid in-process and write its rows to --out")
     r.add_argument("--datasets", nargs="+", default=["SYN", "SYN_SHIFT"])
     r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     r.add_argument("--variants", nargs="+", default=None, help=f"default: all of {list(VARIANTS)}")
@@ -367,13 +374,14 @@ def main() -> None:
     r.add_argument("--gpus", type=int, default=0, help="spread the workers over this many GPUs")
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--params", default="params.yaml")
-    r.add_argument("--out", default="records/ablation.csv")
+    r.add_argument("--out", required=True,
+                   help="the CSV of the runs, written after each one (the record: records/ablation.csv)")
     q = sub.add_parser("queue", help="queue the grid as DVC experiments")
     q.add_argument("--dataset", default="SYN")
     q.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     q.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    c = sub.add_parser("collect", help="dvc exp show --json -> records/ablation.csv")
-    c.add_argument("--out", default="records/ablation.csv")
+    c = sub.add_parser("collect", help="dvc exp show --json -> the CSV --out names")
+    c.add_argument("--out", required=True, help="the CSV of the experiments (the record: records/ablation.csv)")
     p = sub.add_parser("protocols", help="runs' CSVs -> one row per protocol (honest, test_selected)")
     p.add_argument("csv", nargs="+", help="CSVs of `run` (test split), read as one")
     p.add_argument("--rename", nargs="*", default=[], metavar="OLD=NEW", help="variant names to report under")
@@ -450,7 +458,7 @@ def main() -> None:
         for cmd in queue_commands(args.dataset, args.seeds, args.variants):
             print(" ".join(cmd))
             subprocess.run(cmd, check=True)
-        print("queued; now run: dvc queue start -j 1, then python -m bsegn.research.ablation collect")
+        print("queued; now run: dvc queue start -j 1, then python -m bsegn.research.ablation collect --out CSV")
         return
     else:
         shown = subprocess.run(["dvc", "exp", "show", "--json"], check=True, capture_output=True, text=True).stdout

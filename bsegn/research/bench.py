@@ -44,7 +44,7 @@ from ..config import base_config, dataset_source, load_params, prepare_config, s
 from ..data import Benchmark, prepare
 from ..evaluate import evaluate, run_classify, validation_needed
 from ..io import save_json
-from ..model import generate
+from ..model import generate, run_generate
 from ..runtime import resolve_device, seed_everything
 from ..synthetic import write_benchmark
 
@@ -277,8 +277,8 @@ def bench_pipeline(name: str, params: dict, device: torch.device, seeds: list[in
     def finish(seed: int, model, val_model) -> tuple[float, float, dict]:
         """generate + classify (validation choices, then test) for one seed, with the stages'
         own functions; seconds, metrics."""
-        (syn, val_syn), t_gen = timed(lambda: (pipeline.run_generate(bench, model, run, seed),
-                                               pipeline.run_generate(val, val_model, run, seed)), device)
+        (syn, val_syn), t_gen = timed(lambda: (run_generate(bench, model, run, seed),
+                                               run_generate(val, val_model, run, seed)), device)
         validation = pipeline.Validation(val, val_model, *val_syn) if validation_needed(run.classify) else None
         (metrics, *_), t_cls = timed(lambda: run_classify(bench, model, *syn, run, seed, validation), device)
         return t_gen, t_cls, {k: metrics[k] for k in ("T1", "U", "S", "H")}

@@ -10,7 +10,8 @@ Steps, not epochs: our epoch is one pass over the seen features, TF-VAEGAN's is 
 is our E = 2e (:data:`PASSES_PER_EPOCH`).
 
 ``python -m bsegn.research.fidelity OURS.csv --public tf-vaegan=records/tfvaegan_runs.csv
-ce-gzsl=records/public/cegzsl_curves.csv --out records/fidelity.csv``
+ce-gzsl=records/public/cegzsl_curves.csv --out records/fidelity.csv`` (without ``--out`` it
+prints the table and writes nothing)
 
 * ``OURS.csv``: rows of such runs (``variant``, ``dataset``, ``seed``, ``train_epochs`` and the
   ``*_test_selected`` columns, as ``bsegn.research.ablation run`` writes them plus ``train_epochs``);
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ours", nargs="+", help="CSVs of our runs at fixed generator epochs")
     parser.add_argument("--public", nargs="+", required=True, metavar="METHOD=CSV")
-    parser.add_argument("--out", default="records/fidelity.csv")
+    parser.add_argument("--out", help="also write the table here as CSV (the record: records/fidelity.csv; "
+                                      "default: print it only)")
     args = parser.parse_args(argv)
     try:
         pairs = [t.partition("=") for t in args.public]
@@ -97,9 +99,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(e))
     if df.empty:
         parser.error("no method x dataset x epoch is evaluated on both sides")
-    save_text(df.to_csv(index=False, float_format="%.2f"), args.out)
     print(df.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    print(f"wrote {args.out}")
+    if args.out:  # a record is written over only where asked
+        save_text(df.to_csv(index=False, float_format="%.2f"), args.out)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

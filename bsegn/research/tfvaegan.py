@@ -9,7 +9,8 @@ numbers comparable with ours:
   dataset is built on (the flags of its ``scripts/run_*_tfvaegan.py``), pointed at our
   files. The download stage already writes its layout: ``python -m stages.download --dataset
   SYN_CUB`` makes ``data/raw/SYN_CUB/res101.mat`` and ``att_splits.mat``, so DIR is ``data/raw``.
-* ``collect LOG ...``: its training log -> one row per evaluation (``records/tfvaegan_runs.csv``);
+* ``collect DATASET=LOG ... [--out records/tfvaegan_runs.csv]``: its training log -> one row per
+  evaluation, printed, and written where ``--out`` names a file;
   ``--realistic records/realistic.csv`` also puts each run's best evaluation there as a
   ``tfvaegan`` / ``test_selected`` row, replacing the earlier ones of that dataset, for runs
   that reached issue 8's minimum schedule (:data:`MIN_EPOCHS`).
@@ -167,9 +168,10 @@ def main() -> None:
     c = sub.add_parser("command", help="print its published command for a dataset")
     c.add_argument("dataset")
     c.add_argument("--dataroot", required=True, help="the folder holding DATASET/res101.mat and att_splits.mat")
-    k = sub.add_parser("collect", help="its logs -> records/tfvaegan_runs.csv (and realistic.csv rows)")
+    k = sub.add_parser("collect", help="its logs -> one row per evaluation (and realistic.csv rows)")
     k.add_argument("logs", nargs="+", metavar="DATASET=LOG")
-    k.add_argument("--out", default="records/tfvaegan_runs.csv")
+    k.add_argument("--out", help="write the rows here (the record: records/tfvaegan_runs.csv; "
+                                 "default: print them only)")
     k.add_argument("--realistic", help="also replace this CSV's tfvaegan rows with each run's best evaluation")
     k.add_argument("--public-out", help="also write each run's best evaluation as a records/methods.csv row "
                                         "(python -m bsegn.research.comparison --public)")
@@ -188,9 +190,11 @@ def main() -> None:
         curves = collect({ds: Path(path).read_text() for ds, _, path in pairs})
     except (ValueError, OSError) as e:
         parser.error(str(e))
-    save_text(curves.to_csv(index=False, float_format="%.2f"), args.out)
     print(curves.to_string(index=False))
-    print(f"wrote {args.out}; best evaluation per run:")
+    if args.out:  # a record is written over only where asked
+        save_text(curves.to_csv(index=False, float_format="%.2f"), args.out)
+        print(f"wrote {args.out}")
+    print("best evaluation per run:")
     print(best_evaluations(curves).to_string(index=False))
     if args.public_out:
         save_text(public_rows(curves).to_csv(index=False, float_format="%.2f"), args.public_out)
