@@ -3,7 +3,6 @@
 import dataclasses
 import json
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -33,6 +32,15 @@ def test_variant_overrides_apply_to_the_dataset_block():
     with_fem = apply_overrides(params, ablation.overrides("bsegn+fem", "SYN_CUB", params=params))
     assert stage_config(with_fem, "train", "SYN_CUB").fem
     assert stage_config(with_fem, "classify", "SYN_CUB").mfim_levels == ["visual", "fem"]
+
+
+def test_a_levels_change_names_a_known_level():
+    """Levels(drop="fems") would drop nothing and the variant would run as its method."""
+    with pytest.raises(ValueError, match="unknown mFIM level 'fems'"):
+        ablation.Levels(drop="fems")
+    with pytest.raises(ValueError, match="unknown mFIM level 'pixels'"):
+        ablation.Levels(add="pixels")
+    assert ablation.Levels(drop="fem").apply(["semantic", "fem"]) == ["semantic"]
 
 
 # the design each realistic benchmark ships, and the variant its claim rows were measured as
@@ -78,66 +86,6 @@ def test_realistic_csv_reports_the_claim_of_the_shipped_design(dataset):
     assert reported[key].equals(expected[key])
     metrics = ["T1", "U", "S", "H"]  # realistic.csv keeps 2 decimals of the record's 4
     assert (reported[metrics] - expected[metrics]).abs().max().max() <= 0.005 + 1e-9
-
-
-def _realistic_means():
-    """records/realistic.csv's T1, U, S, H per (variant, protocol, dataset): mean and sample std
-    over seeds."""
-    import pandas as pd
-    table = pd.read_csv(ROOT / "records" / "realistic.csv")
-    return table.groupby(["variant", "protocol", "dataset"])[["T1", "U", "S", "H"]].agg(["mean", "std"])
-
-
-# README's "Expect" table: row label (its start) -> (variant, protocol) of records/realistic.csv
-README_ROWS = {"f-CLSWGAN baseline, honest": ("baseline", "honest"),
-               "f-CLSWGAN baseline, test-selected": ("baseline", "test_selected"),
-               "BSeGN, honest": ("bsegn", "honest"), "BSeGN, test-selected": ("bsegn", "test_selected"),
-               "BSeGN with its FEM on, honest": ("bsegn+fem", "honest"),
-               "TF-VAEGAN (public code, test-selected": ("tfvaegan", "test_selected")}
-
-
-def test_readme_expect_table_is_the_mean_of_the_realistic_record():
-    """The numbers a user is told to expect are records/realistic.csv's means to one decimal (an
-    empty cell: no such rows), so a claim that ships without the README following fails here."""
-    means = _realistic_means()
-    text = (ROOT / "README.md").read_text()
-    head = "| | SYN_CUB | SYN_SUN | SYN_AWA2 | SYN_FLO |"
-    assert head in text
-    datasets = head.strip("| ").split(" | ")
-    lines = text.split(head, 1)[1].split("\n\n", 1)[0].strip().splitlines()[1:]  # after |---|
-    checked = set()
-    for line in lines:
-        label, *cells = [c.strip() for c in line.strip("|").split("|")]
-        rows = [key for start, key in README_ROWS.items() if label.startswith(start)]
-        if not rows:
-            continue  # published numbers, not ours
-        for dataset, cell in zip(datasets, cells):
-            key = (*rows[0], dataset)
-            expected = f"{means.loc[key, ('H', 'mean')]:.1f}" if key in means.index else ""
-            assert cell == expected, f"README {label!r}, {dataset}: {cell!r}, realistic.csv gives {expected!r}"
-        checked.add(rows[0])
-    assert checked == set(README_ROWS.values())
-
-
-def test_method_claim_table_is_the_realistic_record():
-    """docs/METHOD.md's claim table (honest T1, U, S, H +- std, test-selected H, their difference,
-    the lead over the baseline) is records/realistic.csv to one decimal."""
-    means = _realistic_means()
-    text = (ROOT / "docs" / "METHOD.md").read_text()
-    rows = re.findall(r"^\| (SYN_CUB|SYN_SUN|SYN_AWA2|SYN_FLO) \| (baseline|bsegn|bsegn\+fem) \| (.+) \|$", text, re.M)
-    assert len(rows) == 12
-    for dataset, variant, cells in rows:
-        honest, selected = means.loc[(variant, "honest", dataset)], means.loc[(variant, "test_selected", dataset)]
-        lead = honest[("H", "mean")] - means.loc[("baseline", "honest", dataset)][("H", "mean")]
-        expected = [f"{honest[(k, 'mean')]:.1f}" for k in ("T1", "U", "S")] + [
-            f"{honest[('H', 'mean')]:.1f} \u00b1 {honest[('H', 'std')]:.1f}", f"{selected[('H', 'mean')]:.1f}",
-            _signed(honest[("H", "mean")] - selected[("H", "mean")]), "" if variant == "baseline" else _signed(lead)]
-        got = [c.strip().strip("*") for c in cells.split("|")]
-        assert got == expected, f"METHOD claim table, {dataset} {variant}"
-
-
-def _signed(v: float) -> str:
-    return f"{v:+.1f}".replace("-", "\u2212")  # METHOD writes a minus sign, not a hyphen
 
 
 # what params.yaml's dataset blocks may set: the embedded benchmarks' net sizes and the

@@ -1,5 +1,6 @@
-"""records/methods.csv and the README's methods table, which is generated from it."""
+"""records/methods.csv, and the tables of README.md and docs/METHOD.md, generated from the records."""
 
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -59,13 +60,70 @@ def test_with_table_replaces_only_what_is_between_the_markers():
         comparison.with_table("no markers", "NEW")
 
 
+def test_with_tables_remakes_each_table_from_its_own_file(tmp_path):
+    """Every table whose markers a document holds is remade from its file, the rest untouched."""
+    (tmp_path / "records").mkdir()
+    pd.DataFrame([{"dataset": "SYN_CUB", "variant": v, "seed": 3, "protocol": p, "T1": 1.0, "U": 2.0, "S": 3.0,
+                   "H": h + (p == "test_selected")} for v, h in (("baseline", 40.0), ("bsegn", 50.0))
+                  for p in ("honest", "test_selected")]).to_csv(tmp_path / "records" / "realistic.csv", index=False)
+    begin, end = comparison.markers("realistic")
+    text = f"a\n{begin}\nold\n{end}\nb\n{comparison.BEGIN}\nkept\n{comparison.END}\n"
+    with pytest.raises(FileNotFoundError):  # the methods table's file is not there
+        comparison.with_tables(text, tmp_path)
+    out = comparison.with_tables(text.replace(comparison.BEGIN, "<!-- x -->"), tmp_path)
+    assert "| SYN_CUB | bsegn | 1 | 1.0 | 2.0 | 3.0 | 50.0 | 51.0 | -1.0 | +10.0 |" in out
+    assert "| SYN_CUB | baseline | 1 | 1.0 | 2.0 | 3.0 | 40.0 | 41.0 | -1.0 |  |" in out
+    assert "old" not in out and out.startswith("a\n") and "kept" in out
+
+
+def test_realistic_table_leaves_empty_what_a_variant_has_not_measured():
+    rows = [{"dataset": "SYN_AWA2", "variant": "tfvaegan", "seed": 9182, "protocol": "test_selected", "T1": 71.1,
+             "U": 64.9, "S": 57.8, "H": 61.2}]
+    assert comparison.realistic_table(pd.DataFrame(rows)).splitlines()[-1] == "| SYN_AWA2 | tfvaegan | 1 |  |  |  |  | 61.2 |  |  |"
+
+
+def test_fidelity_table_and_first_table():
+    fid = pd.read_csv(ROOT / "records" / "fidelity.csv").head(1)
+    assert comparison.fidelity_table(fid).splitlines()[2] == "| ce-gzsl | SYN_AWA2 | 10 | 10 | 47.5 | 39.7 | +7.7 | 55.0 | 52.5 |"
+    md = "# R\n\nintro\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nmore\n\n| c |\n|---|\n"
+    assert comparison.first_table(md) == "| a | b |\n|---|---|\n| 1 | 2 |"
+    with pytest.raises(ValueError, match="no markdown table"):
+        comparison.first_table("no table")
+
+
 def test_readme_methods_table_is_generated_from_reports_methods_csv():
     """The README's table is markdown_table(records/methods.csv): a new row without the README
-    following (python -m bsegn.research.comparison --readme README.md) fails here."""
+    following (python -m bsegn.research.comparison --out records/methods.csv --docs README.md docs/METHOD.md) fails here."""
     df = pd.read_csv(ROOT / "records" / "methods.csv")
     assert list(df.columns) == comparison.COLUMNS
     readme = (ROOT / "README.md").read_text()
     assert comparison.with_table(readme, comparison.markdown_table(df)) == readme
+
+
+def _results_md_is_committed() -> bool:
+    """reports/results.md is what HEAD holds (False after a `dvc exp run` or `dvc repro` with other
+    params in this workspace; True where git is not there to ask)."""
+    try:
+        res = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "reports/results.md"], cwd=ROOT,
+                             capture_output=True)
+    except OSError:
+        return True
+    return res.returncode != 1
+
+
+@pytest.mark.parametrize("doc, tables", [("README.md", {"results", "methods"}),
+                                         ("docs/METHOD.md", {"realistic", "methods", "fidelity"})])
+def test_documents_tables_are_generated_from_the_records(doc, tables):
+    """Every results table of README.md and docs/METHOD.md is the generator's output from its
+    record (the README's results table from the pipeline's reports/results.md): a result that
+    ships changes its record, and the documents follow with
+    python -m bsegn.research.comparison --out records/methods.csv --docs README.md docs/METHOD.md."""
+    text = (ROOT / doc).read_text()
+    held = {name for name in comparison.TABLES if comparison.markers(name)[0] in text}
+    assert held == tables, doc
+    if "results" in held and not _results_md_is_committed():
+        pytest.skip("reports/results.md differs from HEAD's (an experiment's outputs in the workspace)")
+    assert comparison.with_tables(text, ROOT) == text, f"{doc}: rerun python -m bsegn.research.comparison --out records/methods.csv --docs {doc}"
 
 
 def test_recorded_rows_keep_the_methods_rows_of_a_protocols_record():
