@@ -108,7 +108,8 @@ def test_params_dataset_blocks_hold_no_method_design():
 def test_queue_commands_are_dvc_exp_runs_with_set_params():
     (cmd,) = ablation.queue_commands("SYN", [0, 1], ["bsegn-balance"])
     assert cmd[:5] == ["dvc", "exp", "run", "--queue", "-n"]
-    sets = dict(arg.split("=", 1) for arg in cmd[6:] if arg != "-S")
+    sets = dict(arg.removeprefix("++").split("=", 1) for arg in cmd[6:] if arg != "-S")
+    assert all(arg.startswith("++") for arg in cmd[7::2])  # params.yaml's SYN block lacks fem_balance
     assert yaml.safe_load(sets["base.seeds"]) == [0, 1]
     assert yaml.safe_load(sets["base.method"]) == "bsegn"
     assert yaml.safe_load(sets["train.SYN.fem_balance"]) is False

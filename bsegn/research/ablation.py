@@ -316,7 +316,8 @@ def queue_commands(dataset: str, seeds: list[int], variants: list[str]) -> list[
         sets = {"base.datasets": [dataset], "base.seeds": seeds, **overrides(v, dataset)}
         cmd = ["dvc", "exp", "run", "--queue", "-n", experiment_name(v, dataset)]
         for k, val in sets.items():
-            cmd += ["-S", f"{k}={json.dumps(val, separators=(',', ':'))}"]
+            # ++: add or modify; a variant's key may be absent from the dataset's params block
+            cmd += ["-S", f"++{k}={json.dumps(val, separators=(',', ':'))}"]
         cmds.append(cmd)
     return cmds
 
