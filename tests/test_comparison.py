@@ -91,13 +91,24 @@ def test_fidelity_table_and_first_table():
         comparison.first_table("no table")
 
 
-def test_readme_methods_table_is_generated_from_reports_methods_csv():
-    """The README's table is markdown_table(records/methods.csv): a new row without the README
+def test_readme_overview_table_is_generated_from_records_methods_csv():
+    """The README's table is overview_table(records/methods.csv): a new row without the README
     following (python -m bsegn.research.comparison --out records/methods.csv --docs README.md docs/METHOD.md) fails here."""
     df = pd.read_csv(ROOT / "records" / "methods.csv")
     assert list(df.columns) == comparison.COLUMNS
     readme = (ROOT / "README.md").read_text()
-    assert comparison.with_table(readme, comparison.markdown_table(df)) == readme
+    assert comparison.with_table(readme, comparison.overview_table(df), *comparison.markers("overview")) == readme
+
+
+def test_overview_has_a_row_per_method_and_a_column_per_dataset():
+    rows = [("D1", "bsegn", s, p, 1.0, 1.0, 1.0, h, "") for s in (3, 4, 5)
+            for p, h in (("honest", 60.0 + s), ("test_selected", 50.0))]
+    rows += [("D2", "f-clswgan", 3, "test_selected", 1.0, 1.0, 1.0, 40.0, ""),
+             ("D2", "tf-vaegan-public", 9, "test_selected", 1.0, 1.0, 1.0, 30.0, "")]
+    table = comparison.overview_table(pd.DataFrame(rows, columns=comparison.COLUMNS)).splitlines()
+    assert table[0] == "| method | D1 | D2 |"
+    assert table[2:] == ["| f-clswgan |  | – / 40.0 (1) |", "| bsegn | 64.0 ± 1.0 / 50.0 |  |",
+                         "| tf-vaegan-public |  | – / 30.0 (1) |"]
 
 
 def _results_md_is_committed() -> bool:
@@ -111,8 +122,8 @@ def _results_md_is_committed() -> bool:
     return res.returncode != 1
 
 
-@pytest.mark.parametrize("doc, tables", [("README.md", {"results", "methods"}),
-                                         ("docs/METHOD.md", {"realistic", "methods", "fidelity"})])
+@pytest.mark.parametrize("doc, tables", [("README.md", {"results", "overview"}),
+                                         ("docs/METHOD.md", {"realistic", "overview", "fidelity"})])
 def test_documents_tables_are_generated_from_the_records(doc, tables):
     """Every results table of README.md and docs/METHOD.md is the generator's output from its
     record (the README's results table from the pipeline's reports/results.md): a result that

@@ -103,6 +103,25 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def overview_table(df: pd.DataFrame) -> str:
+    """One row per method, one column per dataset: the seeds' mean honest H (± std) / mean
+    test-selected H (– : no such rows; (n): n seeds where not 3). Its height is the number of methods, so the
+    README's table stays one screen as a grid fills in."""
+    order = [m for m in [*METHODS, *PUBLIC] if m in set(df["method"])]
+    datasets = sorted(df["dataset"].unique())
+    lines = ["| method | " + " | ".join(datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
+    for method in order:
+        cells = []
+        for ds in datasets:
+            g = df[(df["method"] == method) & (df["dataset"] == ds)]
+            honest, selected = g[g["protocol"] == "honest"], g[g["protocol"] == "test_selected"]
+            n = max(len(honest), len(selected))
+            cells.append("" if not n else f"{_cell(honest, 'H', True) or '–'} / {_cell(selected, 'H') or '–'}"
+                                          + (f" ({n})" if n != 3 else ""))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _cell(rows: pd.DataFrame, k: str, spread: bool = False) -> str:
     if rows.empty:
         return ""
@@ -155,6 +174,7 @@ def first_table(markdown: str) -> str:
 # name -> (the file it is made from, relative to the repository root; how)
 TABLES = {
     "methods": ("records/methods.csv", lambda path: markdown_table(pd.read_csv(path))),
+    "overview": ("records/methods.csv", lambda path: overview_table(pd.read_csv(path))),
     "realistic": ("records/realistic.csv", lambda path: realistic_table(pd.read_csv(path))),
     "fidelity": ("records/fidelity.csv", lambda path: fidelity_table(pd.read_csv(path))),
     "results": ("reports/results.md", lambda path: first_table(Path(path).read_text())),
@@ -202,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         df = pd.read_csv(args.out)
         table = markdown_table(df)
         for path in args.docs:
-            save_text(with_tables(Path(path).read_text(), sources={"methods": args.out}), path)
+            save_text(with_tables(Path(path).read_text(), sources={"methods": args.out, "overview": args.out}), path)
             print(f"rewrote the generated tables of {path}")
     except (OSError, ValueError) as e:
         parser.error(str(e))
