@@ -54,7 +54,6 @@ from ..model import run_generate
 from ..report import PROTOCOL_COLUMNS, replace_rows, result_row
 
 
-
 @dataclass(frozen=True)
 class Levels:
     """A variant's change to the mFIM levels of its method on a dataset: one level added or

@@ -16,7 +16,8 @@
 ``python -m bsegn.research.comparison RUNS.csv ... --public PUBLIC.csv ... [--recorded RECORD.csv] --out records/methods.csv
 --docs README.md docs/METHOD.md`` writes the CSV and rewrites every generated table of the
 given files between its markers (:func:`markers`; :data:`TABLES` lists the tables and the
-file each is made from: the methods table from ``records/methods.csv``, the realistic claim
+file each is made from: the methods table and its overview (a row per method) from
+``records/methods.csv``, the realistic claim
 table from ``records/realistic.csv``, the fidelity table from ``records/fidelity.csv``, the
 results table from the pipeline's ``reports/results.md``). tests/test_comparison.py checks
 that each file's tables are the ones made from the committed files, so no table is typed: a
@@ -42,6 +43,7 @@ from ..io import save_text
 
 COLUMNS = ["dataset", "method", "seed", "protocol", "T1", "U", "S", "H", "experiment"]
 PUBLIC = ("tf-vaegan-public", "ce-gzsl-public")
+LINE_ORDER = {m: i for i, m in enumerate((*METHODS, *PUBLIC))}  # method -> its place in the tables
 # records/realistic.csv's variants in the order its table lists them (others follow, sorted)
 REALISTIC_ORDER = ("baseline", "bsegn", "bsegn+fem", "tfvaegan")
 
@@ -82,22 +84,19 @@ def combine(runs: list[pd.DataFrame], public: list[pd.DataFrame],
     twice = df[df.duplicated(["dataset", "method", "seed", "protocol"], keep=False)]
     if len(twice):
         raise ValueError(f"a run given twice: {twice.head(2).to_dict('records')}")
-    order = {m: i for i, m in enumerate([*METHODS, *PUBLIC])}
     return df.sort_values(["dataset", "method", "protocol", "seed"],
-                          key=lambda c: c.map(order) if c.name == "method" else c, kind="stable",
+                          key=lambda c: c.map(LINE_ORDER) if c.name == "method" else c, kind="stable",
                           ignore_index=True)
 
 
 def markdown_table(df: pd.DataFrame) -> str:
     """Per dataset and method: the seeds' mean honest T1, U, S, H (H +- std where several
     seeds), and the mean test-selected H."""
-    order = {m: i for i, m in enumerate([*METHODS, *PUBLIC])}
     lines = ["| dataset | method | seeds | T1 | U | S | H (honest) | H (test-selected) |",
              "|---|---|---|---|---|---|---|---|"]
-    for (ds, method), g in sorted(df.groupby(["dataset", "method"]), key=lambda kv: (kv[0][0], order[kv[0][1]])):
+    for (ds, method), g in sorted(df.groupby(["dataset", "method"]), key=lambda kv: (kv[0][0], LINE_ORDER[kv[0][1]])):
         honest, selected = g[g["protocol"] == "honest"], g[g["protocol"] == "test_selected"]
         n = max(len(honest), len(selected))
-
         lines.append(f"| {ds} | {method} | {n} | {_cell(honest, 'T1')} | {_cell(honest, 'U')} | {_cell(honest, 'S')} "
                      f"| {_cell(honest, 'H', True)} | {_cell(selected, 'H')} |")
     return "\n".join(lines)
@@ -107,7 +106,7 @@ def overview_table(df: pd.DataFrame) -> str:
     """One row per method, one column per dataset: the seeds' mean honest H (± std) / mean
     test-selected H (– : no such rows; (n): n seeds where not 3). Its height is the number of methods, so the
     README's table stays one screen as a grid fills in."""
-    order = [m for m in [*METHODS, *PUBLIC] if m in set(df["method"])]
+    order = sorted(set(df["method"]), key=LINE_ORDER.__getitem__)
     datasets = sorted(df["dataset"].unique())
     lines = ["| method | " + " | ".join(datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
     for method in order:
@@ -151,8 +150,7 @@ def realistic_table(df: pd.DataFrame) -> str:
 def fidelity_table(df: pd.DataFrame) -> str:
     """``records/fidelity.csv``: each public evaluation beside our run at the same generator
     passes (bsegn/research/fidelity.py), H and T1 of both and the gap in H (ours - public)."""
-    order = {m: i for i, m in enumerate(METHODS)}
-    df = df.sort_values(["method", "dataset", "epoch"], key=lambda c: c.map(order) if c.name == "method" else c)
+    df = df.sort_values(["method", "dataset", "epoch"], key=lambda c: c.map(LINE_ORDER) if c.name == "method" else c)
     lines = ["| method | dataset | our epochs | its epoch | H ours | H public | gap | T1 ours | T1 public |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in df.itertuples():
@@ -221,8 +219,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"wrote {len(df)} row(s) to {args.out}")
         df = pd.read_csv(args.out)
         table = markdown_table(df)
+        out_tables = {name: args.out for name, (source, _) in TABLES.items() if source == TABLES["methods"][0]}
         for path in args.docs:
-            save_text(with_tables(Path(path).read_text(), sources={"methods": args.out, "overview": args.out}), path)
+            save_text(with_tables(Path(path).read_text(), sources=out_tables), path)
             print(f"rewrote the generated tables of {path}")
     except (OSError, ValueError) as e:
         parser.error(str(e))
