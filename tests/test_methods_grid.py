@@ -35,3 +35,22 @@ def test_a_bad_override_is_refused_by_name_before_any_job_starts(tmp_path):
     done = _grid(tmp_path / "grid", "--set", "train.{ds}.lr=-1")
     assert done.returncode != 0 and "train.SYN.lr: must be >= 0.0" in done.stderr
     assert not (tmp_path / "grid" / "rows.csv").exists() and not list((tmp_path / "grid" / "logs").iterdir())
+
+
+def _tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("methods_grid", ROOT / "tools" / "methods_grid.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_only_a_failed_allocation_sends_a_job_back_to_the_queue(tmp_path):
+    grid = _tool()
+    log = tmp_path / "job.log"
+    log.write_text("Traceback (most recent call last):\n  ...\ntorch.OutOfMemoryError: CUDA out of memory. "
+                   "Tried to allocate 5.25 GiB. GPU 0 has a total capacity of 139.81 GiB\n")
+    assert grid.out_of_memory(log)
+    log.write_text("Traceback (most recent call last):\nRuntimeError: grid_x_val: its validation half failed\n")
+    assert not grid.out_of_memory(log)
+    assert not grid.out_of_memory(tmp_path / "never_written.log")

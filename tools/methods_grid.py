@@ -12,7 +12,11 @@ use a lent GPU's half hour:
   columns equal), and the longest runs' critical path halves;
 * every job is a process of its own, so a worker that dies (a segfault, the OOM killer) loses its
   own job, logged with its exit status in ``OUT/logs/``, not the whole pool: a first attempt on
-  one H200 with a 28-worker process pool lost all 122 jobs when one worker died at 576 s.
+  one H200 with a 28-worker process pool lost all 122 jobs when one worker died at 576 s;
+* a job that fails for want of memory (PyTorch's out-of-memory error) goes back to the end of
+  the queue, up to ``MAX_TRIES`` attempts: CE-GZSL's comparator scores every embedding of a
+  2048 batch against every seen class, so on SYN_SUN's 645 classes one half holds tensors of
+  several GB per layer, and six such halves at once do not fit one card.
 
 Jobs start longest first (generator iterations x a per-method factor), seed 3 before 4-5; the
 fidelity runs (one per public evaluation epoch E: ``train.<DS>.epochs=E``, classifier epochs
@@ -103,6 +107,19 @@ def run_job(job: dict) -> dict:
             "rss_mb": _rss_mb()}
 
 
+MAX_TRIES = 3  # attempts of a job that ran out of memory; other failures are final at once
+# PyTorch's messages when an allocation fails: GPU (torch.OutOfMemoryError) and CPU
+_OOM = ("CUDA out of memory", "torch.OutOfMemoryError", "DefaultCPUAllocator: can't allocate memory")
+
+
+def out_of_memory(log: Path) -> bool:
+    """Whether the job whose output is ``log`` died of a failed allocation, which another try,
+    with fewer jobs beside it, can pass. (A process the kernel's OOM killer ends leaves no
+    message and is not retried: the scheduler cannot tell it from other kills.)"""
+    tail = log.read_text(errors="replace")[-20000:] if log.exists() else ""
+    return any(m in tail for m in _OOM)
+
+
 def plan(args: argparse.Namespace, out: Path) -> list[dict]:
     params = config.load_params()
     extra_all = dict(config.parse_set(t) for t in args.set)
@@ -173,12 +190,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.job:
         job = json.loads(Path(args.job).read_text())
-        try:
-            result = run_job(job)
-        except BaseException:
-            if job["part"] == "val":
-                Path(job["sel"]).with_suffix(".failed").write_text("failed")
-            raise
+        result = run_job(job)  # a failure is the scheduler's to judge: retried, or final (main)
         Path(args.job).with_suffix(".result.json").write_text(json.dumps(result))
         return
 
@@ -191,7 +203,7 @@ def main() -> None:
     print(f"{len(jobs)} jobs", flush=True)
     if args.dry:
         return
-    t0, rows, queue, running = time.time(), [], list(jobs), {}
+    t0, rows, queue, running, tries = time.time(), [], list(jobs), {}, {}
     log = (out / "done.log").open("a")
     while queue or running:
         while queue and len(running) < args.workers:
@@ -208,7 +220,16 @@ def main() -> None:
             del running[jid]
             result = out / "jobs" / f"{jid}.result.json"
             if proc.returncode != 0 or not result.exists():
-                log.write(f"{time.time() - t0:7.0f} FAIL {jid}: exit status {proc.returncode} (logs/{jid}.log)\n")
+                tries[jid] = tries.get(jid, 0) + 1
+                logged = out / "logs" / f"{jid}.log"
+                if out_of_memory(logged) and tries[jid] < MAX_TRIES:
+                    logged.rename(logged.with_suffix(f".try{tries[jid]}.log"))
+                    queue.append(j)  # at the end: by then fewer of its kind share the card
+                    log.write(f"{time.time() - t0:7.0f} RETRY {jid}: out of memory, try {tries[jid] + 1} later\n")
+                else:
+                    if j["part"] == "val":  # final: its test half stops waiting and fails too
+                        Path(j["sel"]).with_suffix(".failed").write_text("failed")
+                    log.write(f"{time.time() - t0:7.0f} FAIL {jid}: exit status {proc.returncode} (logs/{jid}.log)\n")
                 log.flush()
                 continue
             r = json.loads(result.read_text())
