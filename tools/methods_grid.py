@@ -24,14 +24,16 @@ fixed, no calibration; :mod:`bsegn.research.fidelity`) go in at ``--fidelity-at`
 rewritten after every finished test job (an ``ablation run`` CSV plus ``train_epochs``,
 ``group``, ``seconds``), so a lease that runs out leaves what was measured.
 
-    python tools/methods_grid.py OUT --workers 14 [--plan grid fidelity spot] [--methods ...]
+    python tools/methods_grid.py OUT --workers 4 [--plan grid fidelity spot] [--methods ...]
         [--seeds 3 4 5] [--datasets SYN_CUB ...] [--skip OLD_rows.csv ...] [--order short] [--dry]
 
 Measured on one H200 with MPS (2026-12-02): tf-vaegan SYN_CUB trains at 1.51 epochs/s alone, and
 at 2.28, 2.52 and 2.55 epochs/s in total with 4, 8 and 16 processes at once (the GPU at 100 % and
 630-640 W from 4 on): the card is saturated by about 8 runs, so more workers only make each run
 slower. With 8 at a time (``--order short``), f-CLSWGAN's halves took 71-157 s (CUB, SUN, FLO,
-AWA2's val) and its AWA2 test halves 540-890 s, CE-GZSL's AWA2 and CUB halves 100-490 s.
+AWA2's val) and its AWA2 test halves 540-890 s, CE-GZSL's AWA2 and CUB halves 100-490 s. On
+2026-12-03, 2 and 5 jobs at once gave the same total (about 650 cost units/s) as 8, each job
+finishing sooner: on a lent card that can be taken back, start few (docs/log/2026-12-02-methods-grid-cost.md).
 """
 
 from __future__ import annotations
@@ -174,7 +176,7 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out")
-    ap.add_argument("--workers", type=int, default=14, help="jobs at a time")
+    ap.add_argument("--workers", type=int, default=4, help="jobs at a time (2-5 keep one H200 busy)")
     ap.add_argument("--plan", nargs="+", default=["grid", "fidelity", "spot"], choices=["grid", "fidelity", "spot"])
     ap.add_argument("--methods", nargs="+", default=GRID_METHODS, choices=list(config.METHODS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[3, 4, 5])
