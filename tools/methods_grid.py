@@ -33,7 +33,8 @@ at 2.28, 2.52 and 2.55 epochs/s in total with 4, 8 and 16 processes at once (the
 slower. With 8 at a time (``--order short``), f-CLSWGAN's halves took 71-157 s (CUB, SUN, FLO,
 AWA2's val) and its AWA2 test halves 540-890 s, CE-GZSL's AWA2 and CUB halves 100-490 s. On
 2026-12-03, 2 and 5 jobs at once gave the same total (about 650 cost units/s) as 8, each job
-finishing sooner: on a lent card that can be taken back, start few (docs/log/2026-12-02-methods-grid-cost.md).
+finishing sooner: on a lent card that can be taken back, start few
+(docs/log/2026-12-02-methods-grid-cost.md).
 """
 
 from __future__ import annotations
