@@ -30,6 +30,7 @@ import copy
 import dataclasses
 import difflib
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -447,6 +448,16 @@ def benchmark_of(dataset: str) -> str | None:
     ``SYN``/``SYN_SHIFT`` (no published settings)."""
     name = dataset.removeprefix("SYN_").removesuffix(CONFIRMATION) if dataset.startswith("SYN_") else dataset
     return name if name in KNOWN_BENCHMARKS else None
+
+
+def published_benchmark(dataset: str, published: Iterable[str], code: str) -> str:
+    """:func:`benchmark_of` for a public code that publishes settings for ``published`` only:
+    SYN_CUB -> CUB; any other dataset is refused with a message naming ``code``."""
+    base = benchmark_of(dataset)
+    if base not in published:
+        raise ValueError(f"dataset {dataset!r}: {code} publishes settings for {sorted(published)} "
+                         "(and their SYN_* realistic counterparts) only")
+    return base
 
 
 def _methods(params: dict) -> dict:

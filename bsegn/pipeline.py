@@ -106,7 +106,7 @@ def validation_syn_num(val: Benchmark, syn_num: int) -> int:
     images (the rest is its seen test set, ``prepare.val_seen_fraction``), so ``syn_num`` is
     scaled by that part to keep the test split's ratio; with ``syn_num`` itself, the
     validation classifier leans further to the unseen side and its choices over-correct
-    (docs/METHOD.md, "Calibration").
+    (docs/METHOD.md, "Evaluation protocol"; docs/log/2026-11-28-validation-fakes-scaled.md).
     """
     share = len(val.train_y) / (len(val.train_y) + len(val.test_seen_y))
     return max(1, round(syn_num * share))

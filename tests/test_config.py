@@ -393,3 +393,11 @@ def test_config_dataclasses_carry_no_defaults():
                 assert f.default is None, (cls.__name__, f.name)
             else:
                 assert not has_default, f"{cls.__name__}.{f.name} has a default; params.yaml is the place for it"
+
+
+def test_a_public_code_runs_only_the_benchmarks_it_publishes_settings_for():
+    assert config.published_benchmark("SYN_CUB", {"CUB": 1, "AWA2": 2}, "TF-VAEGAN") == "CUB"
+    assert config.published_benchmark("AWA2", ["CUB", "AWA2"], "TF-VAEGAN") == "AWA2"
+    for dataset in ("SYN", "APY", "SYN_APY"):
+        with pytest.raises(ValueError, match=rf"dataset '{dataset}': CE-GZSL publishes settings for \['AWA2', 'CUB'\]"):
+            config.published_benchmark(dataset, {"CUB": 1, "AWA2": 2}, "CE-GZSL")

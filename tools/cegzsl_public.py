@@ -95,11 +95,7 @@ RES_SIZE_DEFAULT = 2048  # its --resSize default, which the README line keeps
 
 def benchmark_of(dataset: str) -> str:
     """The published benchmark whose settings a dataset runs with: SYN_CUB -> CUB, AWA2 -> AWA2."""
-    base = config.benchmark_of(dataset)
-    if base not in PUBLISHED:
-        raise ValueError(f"dataset {dataset!r}: CE-GZSL publishes settings for {sorted(PUBLISHED)} "
-                         "(and their SYN_* realistic counterparts) only")
-    return base
+    return config.published_benchmark(dataset, PUBLISHED, "CE-GZSL")
 
 
 def sizes(dataroot: str | Path, dataset: str) -> dict[str, int]:

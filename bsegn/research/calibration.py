@@ -12,9 +12,10 @@ only the promising ones are run on a GPU:
   softmax, its epochs, learning rate and batch size) on real seen + ``syn_num`` fakes per
   unseen class, scored with the pipeline's GZSL metrics.
 
-It is a calibration tool, not a method. docs/METHOD.md ("Calibration") compares it with
-GPU runs of the real baseline: it tracks their H within about 2 points on SYN_CUB,
-over-estimates it on SYN_SUN and SYN_AWA2, and under-estimates it on SYN_FLO.
+It is a calibration tool, not a method. docs/log/2026-11-28-realistic-calibration.md compares
+it with GPU runs of the real baseline: its predictions held within 3-7 H points on the shipped
+knobs; at earlier settings it was within 2 on SYN_CUB, 5-9 high on SYN_SUN and SYN_AWA2 and
+15-25 low on SYN_FLO (docs/METHOD.md, "Benchmarks", says how the knobs were set).
 
     python -m bsegn.research.calibration --dataset SYN_CUB -S explained=0.3 -S noise=4
 """

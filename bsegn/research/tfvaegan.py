@@ -80,11 +80,7 @@ _SEED = re.compile(r"^Random Seed:\s+(?P<seed>\d+)", re.MULTILINE)
 
 def benchmark_of(dataset: str) -> str:
     """The published benchmark whose settings a dataset runs with: SYN_CUB -> CUB, AWA2 -> AWA2."""
-    base = config.benchmark_of(dataset)
-    if base not in PUBLISHED:
-        raise ValueError(f"dataset {dataset!r}: TF-VAEGAN publishes settings for {sorted(PUBLISHED)} "
-                         "(and their SYN_* realistic counterparts) only")
-    return base
+    return config.published_benchmark(dataset, PUBLISHED, "TF-VAEGAN")
 
 
 def command(dataset: str, dataroot: str, extra: list[str] | None = None) -> list[str]:
