@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from tool_loader import load_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--set", "train.{ds}.epochs=2", "--set", "classify.{ds}.epochs=3"]
 
@@ -37,16 +39,8 @@ def test_a_bad_override_is_refused_by_name_before_any_job_starts(tmp_path):
     assert not (tmp_path / "grid" / "rows.csv").exists() and not list((tmp_path / "grid" / "logs").iterdir())
 
 
-def _tool():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("methods_grid", ROOT / "tools" / "methods_grid.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_only_a_failed_allocation_sends_a_job_back_to_the_queue(tmp_path):
-    grid = _tool()
+    grid = load_tool("methods_grid")
     log = tmp_path / "job.log"
     log.write_text("Traceback (most recent call last):\n  ...\ntorch.OutOfMemoryError: CUDA out of memory. "
                    "Tried to allocate 5.25 GiB. GPU 0 has a total capacity of 139.81 GiB\n")

@@ -7,7 +7,6 @@ tools/build_plots_template.py) inlines the three libraries instead, and
 """
 
 import configparser
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -16,6 +15,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+
+from tool_loader import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "tools" / "plots_template.html"
@@ -91,13 +92,7 @@ def test_project_config_points_at_template():
 
 
 def _load_builder():
-    spec = importlib.util.spec_from_file_location(
-        "build_plots_template", ROOT / "tools" / "build_plots_template.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, mod)  # dataclasses look the module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("build_plots_template")
 
 
 def test_builder_escapes_script_close():

@@ -3,13 +3,14 @@ command line names it (``--out``, ``--into``, ``--to``), so a rerun to look at a
 cannot replace what a GPU lease measured. A command either needs ``--out`` or, without it,
 prints what it made and writes nothing (``python -m bsegn.research.bench``: tests/test_bench.py)."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from tool_loader import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = ROOT / "records"
@@ -58,21 +59,14 @@ def test_a_command_without_out_prints_and_writes_nothing(name, tmp_path):
     assert done.returncode == 0 and f"wrote {out}" in done.stdout and out.stat().st_size > 0
 
 
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_qa_reports_are_printed_and_written_only_to_out(tmp_path, monkeypatch, capsys):
     """tools/planted_bugs.py (records/planted_bugs.txt) and tools/mutation_report.py
     (records/mutation.txt), each on no work at all: no bug planted, one mutant killed."""
     monkeypatch.chdir(tmp_path)
     before = _records()
-    planted = _tool("planted_bugs")
+    planted = load_tool("planted_bugs")
     monkeypatch.setattr(planted, "BUGS", {})
-    mutation = _tool("mutation_report")
+    mutation = load_tool("mutation_report")
     monkeypatch.setattr(mutation.subprocess, "run", lambda *a, **k: SimpleNamespace(stdout="m__mutmut_1: killed\n"))
     for tool, says in ((planted, "0 of 0 caught"), (mutation, "killed (incl. timeouts): 1 of 1")):
         with pytest.raises(SystemExit) as done:
