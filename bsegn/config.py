@@ -202,6 +202,11 @@ class TrainConfig:
     fem_lr: float = field(metadata=_rng(lo=0.0))
     fem_temperature: float = field(metadata=_rng(lo=1e-4))
     fem_hidden: int = field(metadata=_rng(lo=1))
+    # where F embeds: attribute (F(x) in the class vectors' own space, scored against them) or
+    # embedding (F(x) in a fem_dim-wide space, scored against the class vectors' learned
+    # projections P(a) into it: docs/METHOD.md, "FEM")
+    fem_space: str = field(metadata=_rng(choices=("attribute", "embedding")))
+    fem_dim: int = field(metadata=_rng(lo=1))  # width of the embedding space (fem_space: embedding)
     balance_weight: float = field(metadata=_rng(lo=0.0))
     fem_weight: float = field(metadata=_rng(lo=0.0))  # FEM loss on the generator
     # CE-GZSL's contrastive embedding (Han et al., CVPR 2021; docs/METHOD.md): an embedding net

@@ -111,16 +111,28 @@ class Feedback(nn.Module):
 
 
 class FEM(nn.Module):
-    """Feature-to-semantic embedding F; a feature's class scores are
-    ``cosine_logits(F(x), A, tau)[i, c] = cos(F(x_i), a_c) / tau``."""
+    """Feature-to-semantic embedding F and the class prototypes it scores against:
+    ``cosine_logits(F(x), prototypes(A), tau)[i, c] = cos(F(x_i), p_c) / tau``.
 
-    def __init__(self, d_feat: int, d_att: int, d_hidden: int):
+    With ``d_embed`` None F maps into the attribute space and the prototypes are the class
+    vectors themselves; otherwise F maps into a ``d_embed``-wide space and a second network P
+    (same shape, from the class vectors) places each class there, ``p_c = P(a_c)``.
+    """
+
+    def __init__(self, d_feat: int, d_att: int, d_hidden: int, d_embed: int | None = None):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(d_feat, d_hidden), nn.LeakyReLU(0.2), nn.Linear(d_hidden, d_att))
+        d_out = d_att if d_embed is None else d_embed
+        self.net = nn.Sequential(nn.Linear(d_feat, d_hidden), nn.LeakyReLU(0.2), nn.Linear(d_hidden, d_out))
+        self.project = None if d_embed is None else nn.Sequential(
+            nn.Linear(d_att, d_hidden), nn.LeakyReLU(0.2), nn.Linear(d_hidden, d_embed))
         _init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)  # (n, d_att)
+        return self.net(x)  # (n, d_att or d_embed)
+
+    def prototypes(self, att: torch.Tensor) -> torch.Tensor:
+        """``att``: (n_cls, d_att) -> (n_cls, d_att or d_embed), one point per class in F's space."""
+        return att if self.project is None else self.project(att)
 
 
 def cosine_logits(emb: torch.Tensor, att: torch.Tensor, temperature: float) -> torch.Tensor:

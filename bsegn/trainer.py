@@ -183,13 +183,14 @@ def fem_loss(s: TrainState, feats: torch.Tensor, labels: torch.Tensor, for_gener
     the *batch*, which says nothing about one generated feature's class).
     """
     cfg = s.cfg
-    emb = s.model.fem(feats)  # (n, d_att)
-    logits = cosine_logits(emb, s.att, cfg.fem_temperature)  # (n, n_cls)
+    emb = s.model.fem(feats)  # (n, d_emb): d_att, or fem_dim in the embedding space
+    protos = s.model.fem.prototypes(s.att)  # (n_cls, d_emb)
+    logits = cosine_logits(emb, protos, cfg.fem_temperature)  # (n, n_cls)
     loss = torch.zeros((), device=feats.device)
     if cfg.fem_f2s:
         loss = loss + losses.contrastive_f2s(logits, labels)
     if cfg.fem_s2f and not for_generator:
-        loss = loss + losses.contrastive_s2f(emb, s.att, labels, cfg.fem_temperature)
+        loss = loss + losses.contrastive_s2f(emb, protos, labels, cfg.fem_temperature)
     if cfg.fem_balance:
         loss = loss + cfg.balance_weight * losses.balance_loss(logits, s.unseen_mask, s.unseen_mask[labels])
     return loss

@@ -216,6 +216,7 @@ def test_valid_sha256_pin_is_accepted(real_params):
         ("base.device", "tpu", "auto"),
         ("prepare.feature_scaling", "zscore", "minmax"),
         ("classify.common.mfim_scaling", "l2", "visual_norm"),
+        ("train.SYN.fem_space", "semantic", "embedding"),
     ],
 )
 def test_single_fault_names_its_key(real_params, key, value, also_in_message):

@@ -57,10 +57,11 @@ def weights(model):
                                  dataclasses.replace(FULL, decoder_steps=3),
                                  dataclasses.replace(FULL, decoder_output="l2norm", feedback=True, feedback_lr=1e-3),
                                  dataclasses.replace(FULL, encoder_layers=2, encoder_optimizer="own"),
-                                 dataclasses.replace(FULL, decoder_cycle_step=True, feedback=True, feedback_lr=1e-3)],
+                                 dataclasses.replace(FULL, decoder_cycle_step=True, feedback=True, feedback_lr=1e-3),
+                                 dataclasses.replace(FULL, fem_space="embedding", fem_dim=8)],
                          ids=["bsegn", "baseline", "encoded_noise", "gp_adaptive", "sigmoid_bce", "feedback",
                               "weighted_l1", "decoder_steps", "decoder_l2norm", "tfvaegan_encoder",
-                              "decoder_cycle_step"])
+                              "decoder_cycle_step", "fem_embedding_space"])
 def test_fast_path_gives_the_reference_losses_on_cpu(bench, cfg):
     seed_everything(0)
     fast_model, fast = trainer.train(bench, cfg, CPU)

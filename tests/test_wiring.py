@@ -752,3 +752,45 @@ def test_validation_syn_num_keeps_the_fake_to_real_ratio_of_the_test_split():
     assert pipeline.validation_syn_num(bench(80, 20), 300) == 240
     assert pipeline.validation_syn_num(bench(50, 50), 3) == 2
     assert pipeline.validation_syn_num(bench(1, 99), 10) == 1
+
+
+# --------------------------------------------------------------------------- FEM embedding space
+
+
+def test_fem_in_the_embedding_space_scores_features_against_learned_prototypes(bench, monkeypatch):
+    """``fem_space: embedding``: F(x) and the prototypes P(a) are fem_dim wide, the FEM's losses
+    score against P(a) (not the raw class vectors), and the FEM step trains P with F.
+    Planted: scoring against ``s.att`` in the embedding space; P left out of F's optimiser."""
+    s = fresh(bench, fem_space="embedding", fem_dim=7, balance_weight=0.6)
+    feats = torch.as_tensor(bench.train_x[:12])
+    labels = torch.cat([torch.as_tensor(bench.train_y[:8]), s.unseen[:1].repeat(4)])
+    with torch.no_grad():
+        emb, protos = s.model.fem(feats), s.model.fem.prototypes(s.att)
+        assert emb.shape == (12, 7) and protos.shape == (len(s.att), 7)
+        logits = cosine_logits(emb, protos, CFG.fem_temperature)
+        expected = (losses.contrastive_f2s(logits, labels)
+                    + losses.contrastive_s2f(emb, protos, labels, CFG.fem_temperature)
+                    + 0.6 * losses.balance_loss(logits, s.unseen_mask, s.unseen_mask[labels]))
+        assert torch.allclose(trainer.fem_loss(s, feats, labels, for_generator=False), expected)
+    before = params_of(s.model.fem.project)
+    trainer.fem_step(s)
+    assert not same(before, params_of(s.model.fem.project))
+
+
+def test_fem_in_the_attribute_space_has_no_projection(bench):
+    """The default space keeps F as it was: its prototypes are the class vectors themselves."""
+    s = fresh(bench)
+    assert s.model.fem.project is None and s.model.fem.prototypes(s.att) is s.att
+
+
+def test_fem_embedding_level_and_a_saved_model_keep_the_embedding(bench, tmp_path):
+    """The mFIM's ``fem`` level is F(x) in the fem_dim-wide space, and save/load keeps P."""
+    seed_everything(1)
+    model = trainer.train(bench, dataclasses.replace(CFG, fem_space="embedding", fem_dim=9), CPU)[0]
+    x = torch.as_tensor(bench.test_seen_x[:4])
+    (fem,) = mfim.levels(model, x, ["fem"])
+    assert fem.shape == (4, 9)
+    model.save(tmp_path / "m.pt")
+    loaded = type(model).load(tmp_path / "m.pt", CPU)
+    att = torch.as_tensor(bench.att)
+    assert torch.equal(loaded.fem.prototypes(att), model.fem.prototypes(att))
