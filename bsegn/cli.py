@@ -85,12 +85,27 @@ def run(main: Callable[[], None]) -> None:
         sys.exit(2)
 
 
-def save_seconds(path: str | Path) -> float:
-    """Write ``{"seconds": wall time since the stage started}``: the stage's ``seconds`` metric.
+def cpu_vendor() -> str:
+    """The CPU's vendor as the kernel names it (``GenuineIntel``, ``AuthenticAMD``), or
+    ``unknown``. MKL takes other code paths on other vendors' CPUs, whatever ``MKL_CBWR`` says,
+    so CPU bytes are reproducible between CPUs of one vendor, not across vendors
+    (docs/usage.md, "Reproducibility and speed")."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
 
-    ``dvc exp show`` lists it beside the accuracy metrics. It is the one output that differs
-    from run to run (docs/METHOD.md, "Fast training").
+
+def save_seconds(path: str | Path) -> float:
+    """Write ``{"seconds": wall time since the stage started, "cpu": the CPU's vendor}``.
+
+    Git-tracked, not cached by DVC: the one output that differs from run to run. The vendor says
+    which CPUs a committed result reproduces on byte for byte (tests/test_reproducible.py).
     """
     seconds = round(time.perf_counter() - STARTED, 2)
-    save_json({"seconds": seconds}, path)
+    save_json({"seconds": seconds, "cpu": cpu_vendor()}, path)
     return seconds
