@@ -32,6 +32,10 @@ def test_variant_overrides_apply_to_the_dataset_block():
     with_fem = apply_overrides(params, ablation.overrides("bsegn+fem", "SYN_CUB", params=params))
     assert stage_config(with_fem, "train", "SYN_CUB").fem
     assert stage_config(with_fem, "classify", "SYN_CUB").mfim_levels == ["visual", "fem"]
+    assert stage_config(with_fem, "train", "SYN_CUB").fem_space == "attribute"
+    wide = apply_overrides(params, ablation.overrides("bsegn+fem_embedding", "SYN_CUB", params=params))
+    assert stage_config(wide, "train", "SYN_CUB").fem and stage_config(wide, "train", "SYN_CUB").fem_space == "embedding"
+    assert stage_config(wide, "classify", "SYN_CUB").mfim_levels == ["visual", "fem"]
 
 
 def test_a_levels_change_names_a_known_level():
@@ -90,7 +94,7 @@ def test_realistic_csv_reports_the_claim_of_the_shipped_design(dataset):
 
 # what params.yaml's dataset blocks may set: the embedded benchmarks' net sizes and the
 # protocol. A design switch or a published setting there would reach every method.
-SETTINGS = {"epochs", "lr", "decoder_lr", "fem_lr", "hidden", "fem_hidden", "batch_size", "embed_dim",
+SETTINGS = {"epochs", "lr", "decoder_lr", "fem_lr", "hidden", "fem_hidden", "fem_dim", "batch_size", "embed_dim",
             "embed_out_dim", "embed_hidden", "select_epochs"}
 
 

@@ -91,6 +91,9 @@ VARIANTS: dict[str, dict[str, object]] = {
                     "train.{ds}.feedback": False},
     "bsegn-mfim": {**BSEGN, "classify.{ds}.mfim_levels": ["visual"]},
     "bsegn+fem": {**BSEGN, "train.{ds}.fem": True, "classify.{ds}.mfim_levels": Levels(add="fem")},
+    # the same with F in a wide embedding space scored against learned prototypes (train.fem_space)
+    "bsegn+fem_embedding": {**BSEGN, "train.{ds}.fem": True, "train.{ds}.fem_space": "embedding",
+                            "classify.{ds}.mfim_levels": Levels(add="fem")},
 }
 
 
