@@ -52,9 +52,11 @@ def test_an_explicit_capability_wins_and_is_warned_about():
     assert done.stdout.startswith("DEFAULT 1 PyTorch runs its DEFAULT CPU kernels, not AVX2"), done.stdout
 
 
-def _fresh_train(tmp_path: Path) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def fresh_train(tmp_path_factory) -> dict[str, str]:
     """download, prepare, settings and train of SYN seed 0, run as a fresh clone runs them (no
     kernel variables set), then train again with one thread; the md5s of their outputs."""
+    tmp_path = tmp_path_factory.mktemp("fresh")
     for name in ("bsegn", "stages"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("params.yaml", "methods.yaml"):
@@ -75,11 +77,6 @@ def _fresh_train(tmp_path: Path) -> dict[str, str]:
     assert done.returncode == 0, done.stderr
     out["one thread: runs/SYN/seed0/model.pt"] = md5("runs/SYN/seed0/model.pt")
     return out
-
-
-@pytest.fixture(scope="module")
-def fresh_train(tmp_path_factory) -> dict[str, str]:
-    return _fresh_train(tmp_path_factory.mktemp("fresh"))
 
 
 @pytest.mark.skipif(not HAS_AVX2, reason="the pin is AVX2; this CPU has no AVX2")
@@ -103,7 +100,8 @@ def test_a_fresh_train_stage_writes_the_model_bytes_dvc_lock_records(fresh_train
     MKL_CBWR value gave one model on an AMD EPYC, none of them the Intel CPU's), so there the
     bytes are not expected to match, and the test says so instead of failing."""
     made_on = json.loads((ROOT / "runs/SYN/seed0/train_seconds.json").read_text()).get("cpu", "unknown")
-    if made_on != cli.cpu_vendor():
-        pytest.skip(f"dvc.lock's SYN model was trained on a {made_on} CPU, this one is {cli.cpu_vendor()}: "
+    here = cli.cpu_vendor()
+    if made_on != here:
+        pytest.skip(f"dvc.lock's SYN model was trained on a {made_on} CPU, this one is {here}: "
                     "MKL's products differ between vendors (docs/usage.md)")
     assert fresh_train["runs/SYN/seed0/model.pt"] == _locked_md5("train@SYN-0", "runs/SYN/seed0/model.pt")

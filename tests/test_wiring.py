@@ -757,7 +757,7 @@ def test_validation_syn_num_keeps_the_fake_to_real_ratio_of_the_test_split():
 # --------------------------------------------------------------------------- FEM embedding space
 
 
-def test_fem_in_the_embedding_space_scores_features_against_learned_prototypes(bench, monkeypatch):
+def test_fem_in_the_embedding_space_scores_features_against_learned_prototypes(bench):
     """``fem_space: embedding``: F(x) and the prototypes P(a) are fem_dim wide, the FEM's losses
     score against P(a) (not the raw class vectors), and the FEM step trains P with F.
     Planted: scoring against ``s.att`` in the embedding space; P left out of F's optimiser."""
