@@ -59,7 +59,7 @@ def predictions(dataset: str, seed: int) -> Path:
 
 
 def seconds(dataset: str, seed: int, stage: str) -> Path:
-    return run_dir(dataset, seed) / f"{stage}_seconds.json"  # the stage's wall time, a DVC metric
+    return run_dir(dataset, seed) / f"{stage}_seconds.json"  # the stage's wall time and CPU vendor (not a metric)
 
 
 def checkpoint(dataset: str, seed: int, stage: str) -> Path:

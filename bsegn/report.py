@@ -4,7 +4,9 @@
 * ``summary.csv``: one row per dataset, mean and std over seeds;
 * ``metrics.json``: ``{dataset: {T1, U, S, H}}`` means, the file ``dvc exp show`` and
   ``dvc metrics diff`` read (short, stable keys);
-* ``results.md``: the summary as a readable table.
+* ``results.md``: the summary as a readable table;
+* ``runs.csv``: one row per dataset x seed x timed stage, its wall seconds and the CPU vendor it
+  ran on (what a run cost, and which vendor's bytes it holds: docs/usage.md).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def result_row(metrics: dict) -> dict:
             "H_chance": metrics.get("chance", {}).get("H", float("nan"))}
 
 
+TIMED_STAGES = ("train", "generate", "train_val", "classify")  # the stages that write <stage>_seconds.json
+
 AT_CHANCE = 2.0  # a run whose H is below this multiple of guessing's learned nothing worth reporting
 
 
@@ -76,6 +80,18 @@ def collect(datasets: list[str], seeds: list[int]) -> pd.DataFrame:
             m = load_json(path)
             rows.append({"dataset": dataset, "seed": seed, **result_row(m)})
     return pd.DataFrame(rows)
+
+
+def stage_runs(datasets: list[str], seeds: list[int]) -> pd.DataFrame:
+    """One row per run and timed stage: dataset, seed, stage, seconds, cpu (its vendor)."""
+    rows = []
+    for dataset in datasets:
+        for seed in seeds:
+            for stage in TIMED_STAGES:
+                timing = load_json(paths.seconds(dataset, seed, stage))
+                rows.append({"dataset": dataset, "seed": seed, "stage": stage, "seconds": timing["seconds"],
+                             "cpu": timing.get("cpu", "unknown")})  # files from before the vendor was recorded
+    return pd.DataFrame(rows, columns=["dataset", "seed", "stage", "seconds", "cpu"])
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
@@ -145,6 +161,7 @@ def write_reports(datasets: list[str], seeds: list[int], out_dir: str | Path = "
     summary = summarise(results)
     save_text(results.to_csv(index=False, float_format="%.4f"), out_dir / "results.csv")
     save_text(summary.to_csv(index=False, float_format="%.4f"), out_dir / "summary.csv")
+    save_text(stage_runs(datasets, seeds).to_csv(index=False), out_dir / "runs.csv")
     published = pd.read_csv(PUBLISHED) if PUBLISHED.exists() else None
     save_text(markdown(summary, published, results), out_dir / "results.md")
     keys = HEADLINE + (["H_cs"] if "H_cs_mean" in summary else [])

@@ -1,4 +1,5 @@
-"""Stage report: aggregate every dataset x seed run into reports/ (results.csv, summary.csv, results.md, metrics.json)."""
+"""Stage report: aggregate every dataset x seed run into reports/ (results.csv, summary.csv, results.md, runs.csv,
+metrics.json)."""
 
 import argparse
 
@@ -15,7 +16,8 @@ def main() -> None:
     for _, r in summary.iterrows():
         print(f"report {r['dataset']} ({r['n_seeds']} seed(s)): " +
               "  ".join(f"{k} {r[f'{k}_mean']:.1f}" for k in HEADLINE))
-    print("report: wrote reports/results.csv, reports/summary.csv, reports/results.md, reports/metrics.json")
+    print("report: wrote reports/results.csv, reports/summary.csv, reports/results.md, reports/runs.csv, "
+          "reports/metrics.json")
 
 
 if __name__ == "__main__":

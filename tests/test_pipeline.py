@@ -75,6 +75,11 @@ def ran(res: subprocess.CompletedProcess) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", res.stdout + res.stderr))
 
 
+def restored(res: subprocess.CompletedProcess) -> set[str]:
+    """Names of the stages a `dvc repro` restored from DVC's run-cache instead of running."""
+    return set(re.findall(r"Stage '([^']+)' is cached - skipping run", res.stdout + res.stderr))
+
+
 def write_params(repo: Path, params: dict) -> None:
     """``params`` as load_params returns it -> params.yaml and the methods.yaml beside it."""
     params = dict(params)
@@ -162,9 +167,13 @@ def test_metrics_are_listed_by_dvc(project):
     # each stage's wall time is written beside its outputs, but is no metric: four timing
     # columns pushed T1/U/S/H off `dvc exp show`'s screen
     assert set(shown[""]["data"]) == {"reports/metrics.json"}
+    runs = pd.read_csv(project / "reports/runs.csv")  # git-tracked: what each run cost, and on which CPU
+    assert len(runs) == 8
     for stage in ("train", "train_val", "generate", "classify"):
-        seconds = json.loads((project / f"runs/TINY/seed1/{stage}_seconds.json").read_text())["seconds"]
-        assert 0 < seconds < 600, stage
+        timing = json.loads((project / f"runs/TINY/seed1/{stage}_seconds.json").read_text())
+        assert 0 < timing["seconds"] < 600, stage
+        row = runs.query(f"seed == 1 and stage == '{stage}'")
+        assert (row["seconds"].item(), row["cpu"].item()) == (timing["seconds"], timing["cpu"]), stage
 
 
 def test_plots_page_renders_offline(project, tmp_path):
@@ -198,7 +207,11 @@ def test_classifier_param_reruns_only_classify_and_what_follows(project):
         sh(DVC + ["repro"], project)
 
 
-def test_training_param_reruns_train_onward(project):
+def test_training_param_reruns_train_onward_and_its_old_value_comes_back_from_the_run_cache(project):
+    """A changed training param reruns train onward; set back, DVC's run-cache restores the first
+    run's outputs instead of training again (an uncached output, such as the stages' timing files
+    once were, turns the run-cache off for its stage)."""
+    model = (project / "runs/TINY/seed0/model.pt").read_bytes()
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["common"]["lr"] = 5e-4
     write_params(project, params)
@@ -207,7 +220,11 @@ def test_training_param_reruns_train_onward(project):
             "train", "generate", "train_val", "classify", "figures")
     finally:
         write_params(project, TINY)
-        sh(DVC + ["repro"], project)
+    back = sh(DVC + ["repro"], project)
+    assert restored(back) == per_seed("train", "generate", "train_val", "classify")
+    assert ran(back) == {"settings@TINY", "report"} | per_seed("figures")  # their outputs are git-tracked
+    assert (project / "runs/TINY/seed0/model.pt").read_bytes() == model
+    assert json.loads(sh(DVC + ["status", "--json"], project).stdout) == {}
 
 
 def test_a_datasets_own_block_leaves_the_other_datasets_stages_up_to_date(project):

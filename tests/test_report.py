@@ -1,10 +1,13 @@
-"""Summaries: the spread over seeds, and none claimed for a single seed."""
+"""Summaries: the spread over seeds, and none claimed for a single seed; the per-stage timings."""
 
+import json
 import math
 
 import pandas as pd
+import pytest
 
-from bsegn.report import markdown, summarise
+from bsegn import paths
+from bsegn.report import TIMED_STAGES, markdown, stage_runs, summarise
 
 
 def results(seeds):
@@ -41,3 +44,20 @@ def test_a_run_at_chance_level_is_named_in_the_report():
     old = {k: 1.0 for k in ("T1", "U", "S", "H")}
     row = result_row({**old, "test_selected": old})
     assert math.isnan(row["H_chance"]) and at_chance(pd.DataFrame([row])).empty
+
+
+def test_stage_runs_gathers_each_stages_seconds_and_cpu(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for seed in (0, 1):
+        for i, stage in enumerate(TIMED_STAGES):
+            timing = {"seconds": 10.0 * seed + i} | ({"cpu": "GenuineIntel"} if seed else {})  # seed 0: an old file
+            paths.seconds("SYN", seed, stage).parent.mkdir(parents=True, exist_ok=True)
+            paths.seconds("SYN", seed, stage).write_text(json.dumps(timing))
+    runs = stage_runs(["SYN"], [0, 1])
+    assert list(runs.columns) == ["dataset", "seed", "stage", "seconds", "cpu"]
+    assert runs[["seed", "stage"]].values.tolist() == [[s, st] for s in (0, 1) for st in TIMED_STAGES]
+    assert runs["seconds"].tolist() == [0.0, 1.0, 2.0, 3.0, 10.0, 11.0, 12.0, 13.0]
+    assert runs["cpu"].tolist() == ["unknown"] * 4 + ["GenuineIntel"] * 4
+    paths.seconds("SYN", 1, "classify").unlink()
+    with pytest.raises(FileNotFoundError, match="classify_seconds.json"):
+        stage_runs(["SYN"], [1])

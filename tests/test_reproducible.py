@@ -4,13 +4,13 @@ the bytes recorded in dvc.lock on any CPU of the vendor that made them, AVX-512 
 (where PyTorch would otherwise pick other kernels)."""
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -94,12 +94,13 @@ def test_the_data_stages_give_the_bytes_dvc_lock_records_on_any_cpu(fresh_train)
 
 @pytest.mark.skipif(not HAS_AVX2, reason="the record was made with AVX2 kernels")
 def test_a_fresh_train_stage_writes_the_model_bytes_dvc_lock_records(fresh_train):
-    """On a CPU of the vendor that made the committed results (the ``cpu`` of the committed
-    train_seconds.json), a fresh train stage gives dvc.lock's model: they reproduce here. MKL
+    """On a CPU of the vendor that made the committed results (the ``cpu`` of SYN seed 0's train
+    row in the committed reports/runs.csv), a fresh train stage gives dvc.lock's model: they reproduce here. MKL
     takes its own code paths on another vendor's CPU whatever MKL_CBWR says (measured: every
     MKL_CBWR value gave one model on an AMD EPYC, none of them the Intel CPU's), so there the
     bytes are not expected to match, and the test says so instead of failing."""
-    made_on = json.loads((ROOT / "runs/SYN/seed0/train_seconds.json").read_text()).get("cpu", "unknown")
+    runs = pd.read_csv(ROOT / "reports/runs.csv")
+    made_on = runs.query("dataset == 'SYN' and seed == 0 and stage == 'train'")["cpu"].item()
     here = cli.cpu_vendor()
     if made_on != here:
         pytest.skip(f"dvc.lock's SYN model was trained on a {made_on} CPU, this one is {here}: "
