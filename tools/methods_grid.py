@@ -16,7 +16,10 @@ use a lent GPU's half hour:
 * a job that fails for want of memory (PyTorch's out-of-memory error) goes back to the end of
   the queue, up to ``MAX_TRIES`` attempts: CE-GZSL's comparator scores every embedding of a
   2048 batch against every seen class, so on SYN_SUN's 645 classes one half holds tensors of
-  several GB per layer, and six such halves at once do not fit one card.
+  several GB per layer, and six such halves at once do not fit one card. So does one that could
+  not load torch's libraries as it started (``Intel oneMKL FATAL ERROR: Cannot load
+  .../libtorch_cpu.so``: five halves at once on an H200 machine on 2026-12-04, the sixth started
+  beside them ran; nothing was computed, so another try costs seconds).
 
 Jobs start longest first (generator iterations x a per-method factor), seed 3 before 4-5; the
 fidelity runs (one per public evaluation epoch E: ``train.<DS>.epochs=E``, classifier epochs
@@ -110,17 +113,20 @@ def run_job(job: dict) -> dict:
             "rss_mb": _rss_mb()}
 
 
-MAX_TRIES = 3  # attempts of a job that ran out of memory; other failures are final at once
-# PyTorch's messages when an allocation fails: GPU (torch.OutOfMemoryError) and CPU
-_OOM = ("CUDA out of memory", "torch.OutOfMemoryError", "DefaultCPUAllocator: can't allocate memory")
+MAX_TRIES = 3  # attempts of a job that failed for a passing reason; other failures are final at once
+# PyTorch's messages when an allocation fails (GPU: torch.OutOfMemoryError; CPU), and MKL's when
+# it cannot load torch's libraries at start-up
+_PASSING = ("CUDA out of memory", "torch.OutOfMemoryError", "DefaultCPUAllocator: can't allocate memory",
+            "Intel oneMKL FATAL ERROR: Cannot load")
 
 
-def out_of_memory(log: Path) -> bool:
-    """Whether the job whose output is ``log`` died of a failed allocation, which another try,
-    with fewer jobs beside it, can pass. (A process the kernel's OOM killer ends leaves no
-    message and is not retried: the scheduler cannot tell it from other kills.)"""
+def worth_another_try(log: Path) -> bool:
+    """Whether the job whose output is ``log`` died of something another try can pass: a failed
+    allocation (with fewer jobs beside it) or a library that did not load. (A process the kernel's
+    OOM killer ends leaves no message and is not retried: the scheduler cannot tell it from other
+    kills.)"""
     tail = log.read_text(errors="replace")[-20000:] if log.exists() else ""
-    return any(m in tail for m in _OOM)
+    return any(m in tail for m in _PASSING)
 
 
 def plan(args: argparse.Namespace, out: Path) -> list[dict]:
@@ -225,10 +231,11 @@ def main() -> None:
             if proc.returncode != 0 or not result.exists():
                 tries[jid] = tries.get(jid, 0) + 1
                 logged = out / "logs" / f"{jid}.log"
-                if out_of_memory(logged) and tries[jid] < MAX_TRIES:
-                    logged.rename(logged.with_suffix(f".try{tries[jid]}.log"))
+                if worth_another_try(logged) and tries[jid] < MAX_TRIES:
+                    kept = logged.rename(logged.with_suffix(f".try{tries[jid]}.log"))
                     queue.append(j)  # at the end: by then fewer of its kind share the card
-                    log.write(f"{time.time() - t0:7.0f} RETRY {jid}: out of memory, try {tries[jid] + 1} later\n")
+                    log.write(f"{time.time() - t0:7.0f} RETRY {jid}: out of memory or a library that did not load "
+                              f"(logs/{kept.name}), try {tries[jid] + 1} later\n")
                 else:
                     if j["part"] == "val":  # final: its test half stops waiting and fails too
                         Path(j["sel"]).with_suffix(".failed").write_text("failed")
