@@ -103,8 +103,9 @@ def cpu_vendor() -> str:
 def save_seconds(path: str | Path) -> float:
     """Write ``{"seconds": wall time since the stage started, "cpu": the CPU's vendor}``.
 
-    Git-tracked, not cached by DVC: the one output that differs from run to run. The vendor says
-    which CPUs a committed result reproduces on byte for byte (tests/test_reproducible.py).
+    The one output that differs from run to run; cached by DVC like the stage's other outputs (so
+    its run-cache works) and gathered, git-tracked, in reports/runs.csv. The vendor says which CPUs
+    a committed result reproduces on byte for byte (tests/test_reproducible.py).
     """
     seconds = round(time.perf_counter() - STARTED, 2)
     save_json({"seconds": seconds, "cpu": cpu_vendor()}, path)
