@@ -51,8 +51,9 @@ def test_stage_runs_gathers_each_stages_seconds_and_cpu(tmp_path, monkeypatch):
     for seed in (0, 1):
         for i, stage in enumerate(TIMED_STAGES):
             timing = {"seconds": 10.0 * seed + i} | ({"cpu": "GenuineIntel"} if seed else {})  # seed 0: an old file
-            paths.seconds("SYN", seed, stage).parent.mkdir(parents=True, exist_ok=True)
-            paths.seconds("SYN", seed, stage).write_text(json.dumps(timing))
+            file = paths.seconds("SYN", seed, stage)
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_text(json.dumps(timing))
     runs = stage_runs(["SYN"], [0, 1])
     assert list(runs.columns) == ["dataset", "seed", "stage", "seconds", "cpu"]
     assert runs[["seed", "stage"]].values.tolist() == [[s, st] for s in (0, 1) for st in TIMED_STAGES]
