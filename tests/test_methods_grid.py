@@ -51,3 +51,12 @@ def test_only_a_failed_allocation_or_library_load_sends_a_job_back_to_the_queue(
     log.write_text("Traceback (most recent call last):\nRuntimeError: grid_x_val: its validation half failed\n")
     assert not grid.worth_another_try(log)
     assert not grid.worth_another_try(tmp_path / "never_written.log")
+
+
+def test_a_retried_job_waits_its_turn_and_the_others_go_first():
+    grid = load_tool("methods_grid")
+    queue = [{"id": "a"}, {"id": "b"}]
+    not_before = {"a": 100.0}  # a failed once: not before t=100
+    assert grid.next_startable(queue, not_before, now=50.0)["id"] == "b"
+    assert grid.next_startable(queue, not_before, now=50.0) is None and queue == [{"id": "a"}]
+    assert grid.next_startable(queue, not_before, now=100.0)["id"] == "a" and queue == []

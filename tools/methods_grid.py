@@ -18,8 +18,10 @@ use a lent GPU's half hour:
   2048 batch against every seen class, so on SYN_SUN's 645 classes one half holds tensors of
   several GB per layer, and six such halves at once do not fit one card. So does one that could
   not load torch's libraries as it started (``Intel oneMKL FATAL ERROR: Cannot load
-  .../libtorch_cpu.so``: five halves at once on an H200 machine on 2026-12-04, the sixth started
-  beside them ran; nothing was computed, so another try costs seconds).
+  .../libtorch_cpu.so``: on lent H200 machines, every job started in a window of a minute or two
+  some ten minutes into a lease, twice on 2026-12-04; nothing was computed, so another try costs
+  seconds). A retried job waits ``RETRY_WAIT_S`` per failed try before it starts again, so the
+  tries outlast such a window instead of failing within it.
 
 Jobs start longest first (generator iterations x a per-method factor), seed 3 before 4-5; the
 fidelity runs (one per public evaluation epoch E: ``train.<DS>.epochs=E``, classifier epochs
@@ -113,7 +115,10 @@ def run_job(job: dict) -> dict:
             "rss_mb": _rss_mb()}
 
 
-MAX_TRIES = 3  # attempts of a job that failed for a passing reason; other failures are final at once
+MAX_TRIES = 4  # attempts of a job that failed for a passing reason; other failures are final at once
+# seconds a retried job waits per failed try: on 2026-12-04 every process started 616-710 s into a
+# lease failed to load torch (17 jobs, 3 tries each, within 94 s) while those already running went on
+RETRY_WAIT_S = 90
 # PyTorch's messages when an allocation fails (GPU: torch.OutOfMemoryError; CPU), and MKL's when
 # it cannot load torch's libraries at start-up
 _PASSING = ("CUDA out of memory", "torch.OutOfMemoryError", "DefaultCPUAllocator: can't allocate memory",
@@ -127,6 +132,14 @@ def worth_another_try(log: Path) -> bool:
     kills.)"""
     tail = log.read_text(errors="replace")[-20000:] if log.exists() else ""
     return any(m in tail for m in _PASSING)
+
+
+def next_startable(queue: list[dict], not_before: dict[str, float], now: float) -> dict | None:
+    """Take from ``queue`` the first job whose retry wait (``not_before``, by job id) is over."""
+    for i, j in enumerate(queue):
+        if not_before.get(j["id"], 0.0) <= now:
+            return queue.pop(i)
+    return None
 
 
 def plan(args: argparse.Namespace, out: Path) -> list[dict]:
@@ -212,11 +225,10 @@ def main() -> None:
     print(f"{len(jobs)} jobs", flush=True)
     if args.dry:
         return
-    t0, rows, queue, running, tries = time.time(), [], list(jobs), {}, {}
+    t0, rows, queue, running, tries, not_before = time.time(), [], list(jobs), {}, {}, {}
     log = (out / "done.log").open("a")
     while queue or running:
-        while queue and len(running) < args.workers:
-            j = queue.pop(0)
+        while len(running) < args.workers and (j := next_startable(queue, not_before, time.time())):
             spec = out / "jobs" / f"{j['id']}.json"
             spec.write_text(json.dumps(j))
             with (out / "logs" / f"{j['id']}.log").open("w") as fh:
@@ -234,8 +246,10 @@ def main() -> None:
                 if worth_another_try(logged) and tries[jid] < MAX_TRIES:
                     kept = logged.rename(logged.with_suffix(f".try{tries[jid]}.log"))
                     queue.append(j)  # at the end: by then fewer of its kind share the card
+                    wait = RETRY_WAIT_S * tries[jid]
+                    not_before[jid] = time.time() + wait
                     log.write(f"{time.time() - t0:7.0f} RETRY {jid}: out of memory or a library that did not load "
-                              f"(logs/{kept.name}), try {tries[jid] + 1} later\n")
+                              f"(logs/{kept.name}), try {tries[jid] + 1} in {wait} s or later\n")
                 else:
                     if j["part"] == "val":  # final: its test half stops waiting and fails too
                         Path(j["sel"]).with_suffix(".failed").write_text("failed")
