@@ -129,8 +129,14 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 
 def bce_reconstruction_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``mean_i sum_j BCE(pred_ij, target_ij)``: TF-VAEGAN's VAE term (``vae_loss: bce``), for
-    ``pred`` and ``target`` in [0, 1]; (n, d_feat) each."""
-    return F_.binary_cross_entropy(pred, target, reduction="none").sum(1).mean()
+    ``pred`` and ``target`` in [0, 1]; (n, d_feat) each.
+
+    A NaN in ``pred`` (a decoder whose weights diverged) gives a NaN loss, which the epoch's
+    finiteness check reports as a divergence naming 'vae': PyTorch's BCE itself rejects NaN, on
+    CUDA with a device-side assertion that kills the process (f-VAEGAN on SYN_SUN, 2026-12-04)."""
+    bad = pred.isnan()
+    elementwise = F_.binary_cross_entropy(pred.masked_fill(bad, 0.5), target, reduction="none")
+    return elementwise.masked_fill(bad, float("nan")).sum(1).mean()
 
 
 def weighted_l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

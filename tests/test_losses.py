@@ -159,3 +159,15 @@ def test_bce_reconstruction_by_hand_and_the_vae_loss_names():
     assert losses.bce_reconstruction_loss(pred, target).item() == pytest.approx(by_hand, rel=1e-6)
     assert losses.vae_reconstruction("bce") is losses.bce_reconstruction_loss
     assert losses.vae_reconstruction("mse") is losses.reconstruction_loss
+
+
+def test_bce_reconstruction_of_a_nan_prediction_is_nan_not_an_error():
+    """A diverged decoder's NaN output must reach the epoch's finiteness check as a NaN loss
+    (TrainingDiverged naming 'vae'), not stop the process inside BCE; finite inputs are untouched."""
+    target = torch.tensor([[1.0, 0.0], [0.0, 0.5]])
+    pred = torch.tensor([[0.5, float("nan")], [0.2, 0.2]], requires_grad=True)
+    loss = losses.bce_reconstruction_loss(pred, target)
+    assert math.isnan(loss.item())
+    finite = torch.tensor([[0.5, 0.9], [0.2, 0.2]])
+    plain = torch.nn.functional.binary_cross_entropy(finite, target, reduction="none").sum(1).mean()
+    assert torch.equal(losses.bce_reconstruction_loss(finite, target), plain)
