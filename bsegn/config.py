@@ -202,11 +202,14 @@ class TrainConfig:
     fem_lr: float = field(metadata=_rng(lo=0.0))
     fem_temperature: float = field(metadata=_rng(lo=1e-4))
     fem_hidden: int = field(metadata=_rng(lo=1))
-    # where F embeds: attribute (F(x) in the class vectors' own space, scored against them) or
+    # where F embeds: attribute (F(x) in the class vectors' own space, scored against them),
     # embedding (F(x) in a fem_dim-wide space, scored against the class vectors' learned
-    # projections P(a) into it: docs/METHOD.md, "FEM")
-    fem_space: str = field(metadata=_rng(choices=("attribute", "embedding")))
-    fem_dim: int = field(metadata=_rng(lo=1))  # width of the embedding space (fem_space: embedding)
+    # projections P(a) into it) or contrastive (CE-GZSL's shape: a fem_dim-wide ReLU layer h,
+    # the mFIM's level, and a fem_out_dim-wide head scored against P(a)): docs/METHOD.md, "FEM"
+    fem_space: str = field(metadata=_rng(choices=("attribute", "embedding", "contrastive")))
+    fem_dim: int = field(metadata=_rng(lo=1))  # width of the embedding space (embedding, contrastive)
+    fem_out_dim: int = field(metadata=_rng(lo=1))  # width of the scored head (fem_space: contrastive)
+    fem_ins_weight: float = field(metadata=_rng(lo=0.0))  # instance-level contrast among F's embeddings
     balance_weight: float = field(metadata=_rng(lo=0.0))
     fem_weight: float = field(metadata=_rng(lo=0.0))  # FEM loss on the generator
     # CE-GZSL's contrastive embedding (Han et al., CVPR 2021; docs/METHOD.md): an embedding net

@@ -6,7 +6,8 @@ The final classifier's input concatenates several views of a feature x, the leve
 * ``visual``:   x itself;
 * ``hidden``:   the cycle branch's hidden activations h(x) (R's first layer);
 * ``semantic``: the cycle branch's reconstructed semantics R(x);
-* ``fem``:      the FEM embedding F(x) (only when the FEM was trained);
+* ``fem``:      the FEM embedding F(x), its wide layer h with ``fem_space: contrastive`` (only when
+  the FEM was trained);
 * ``embedding``: CE-GZSL's embedding h(x) (only with ``train.embed``). CE-GZSL's own final
   classifier reads h alone: ``mfim_levels: [embedding]`` with ``mfim_scaling: none``.
 
@@ -36,7 +37,7 @@ def levels(model: GenerativeModel, x: torch.Tensor, names: list[str]) -> list[to
                 a_hat, h = model.decoder(x)
                 out.append(h if name == "hidden" else a_hat)
             elif name == "fem":
-                out.append(_trained(model.fem, name)(x))
+                out.append(_trained(model.fem, name).level(x))
             elif name == "embedding":
                 out.append(_trained(model.embedding, name)(x)[0])
             else:

@@ -87,8 +87,9 @@ class GenerativeModel:
 
 
 def build_model(cfg: TrainConfig, d_noise: int, d_att: int, d_feat: int) -> GenerativeModel:
-    d_embed = cfg.fem_dim if cfg.fem_space == "embedding" else None
-    fem = FEM(d_feat, d_att, cfg.fem_hidden, d_embed) if cfg.fem else None
+    d_embed = None if cfg.fem_space == "attribute" else cfg.fem_dim
+    d_out = cfg.fem_out_dim if cfg.fem_space == "contrastive" else None
+    fem = FEM(d_feat, d_att, cfg.fem_hidden, d_embed, d_out) if cfg.fem else None
     G = Generator(d_noise, d_att, cfg.hidden, d_feat, cfg.generator_output)
     R = SemanticDecoder(d_feat, d_att, cfg.hidden, cfg.decoder_output)
     feedback = Feedback(cfg.hidden) if cfg.feedback else None  # built after G and R: they start as without it

@@ -6,7 +6,7 @@
 * ``Encoder``    E(x, a) -> (mu, logvar) of z   (optional VAE branch, f-VAEGAN)
 * ``SemanticDecoder`` R(x) -> (a_hat, h) (the cycle-consistency branch; h feeds the mFIM)
 * ``Feedback``   F_b(h) -> a correction of G's hidden layer from R's hidden layer (TF-VAEGAN)
-* ``FEM``        F(x) -> e in semantic space, scored against every class vector
+* ``FEM``        F(x) -> e, scored against every class vector (or its learned prototype)
 * ``SoftmaxClassifier`` a linear layer; also the frozen seen-class classifier of f-CLSWGAN
 * ``ContrastiveEmbedding`` x -> (h, z): CE-GZSL's embedding h and its unit-norm projection z
 * ``Comparator`` F(h, a) -> score: CE-GZSL's class-level relevance of an embedding to a class
@@ -117,18 +117,36 @@ class FEM(nn.Module):
     With ``d_embed`` None F maps into the attribute space and the prototypes are the class
     vectors themselves; otherwise F maps into a ``d_embed``-wide space and a second network P
     (same shape, from the class vectors) places each class there, ``p_c = P(a_c)``.
+
+    With ``d_out`` as well (``fem_space: contrastive``) F has CE-GZSL's embedding shape: a
+    ``d_embed``-wide ReLU layer ``h = ReLU(W1 x)``, which :meth:`level` gives the mFIM, and a
+    linear head ``F(x) = W2 h`` of ``d_out`` that is scored against ``P(a)`` (also ``d_out``).
     """
 
-    def __init__(self, d_feat: int, d_att: int, d_hidden: int, d_embed: int | None = None):
+    def __init__(self, d_feat: int, d_att: int, d_hidden: int, d_embed: int | None = None,
+                 d_out: int | None = None):
         super().__init__()
-        d_out = d_att if d_embed is None else d_embed
-        self.net = nn.Sequential(nn.Linear(d_feat, d_hidden), nn.LeakyReLU(0.2), nn.Linear(d_hidden, d_out))
+        if d_out is not None and d_embed is None:
+            raise ValueError("FEM: a contrastive head (d_out) needs the embedding width d_embed")
+        self.hidden = None
+        if d_out is None:
+            d_out = d_att if d_embed is None else d_embed
+            self.net = nn.Sequential(nn.Linear(d_feat, d_hidden), nn.LeakyReLU(0.2), nn.Linear(d_hidden, d_out))
+        else:
+            self.hidden = nn.Sequential(nn.Linear(d_feat, d_embed), nn.ReLU())
+            self.net = nn.Linear(d_embed, d_out)  # the head, on h
         self.project = None if d_embed is None else nn.Sequential(
-            nn.Linear(d_att, d_hidden), nn.LeakyReLU(0.2), nn.Linear(d_hidden, d_embed))
+            nn.Linear(d_att, d_hidden), nn.LeakyReLU(0.2), nn.Linear(d_hidden, d_out))
         _init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)  # (n, d_att or d_embed)
+        # (n, d_att, d_embed or d_out): the space it is scored in
+        return self.net(x if self.hidden is None else self.hidden(x))
+
+    def level(self, x: torch.Tensor) -> torch.Tensor:
+        """What the mFIM's ``fem`` level reads: the wide layer h (n, d_embed) where F has one,
+        else F(x)."""
+        return self(x) if self.hidden is None else self.hidden(x)
 
     def prototypes(self, att: torch.Tensor) -> torch.Tensor:
         """``att``: (n_cls, d_att) -> (n_cls, d_att or d_embed), one point per class in F's space."""

@@ -180,10 +180,12 @@ def fem_loss(s: TrainState, feats: torch.Tensor, labels: torch.Tensor, for_gener
 
     The FEM itself gets both contrastive directions and the balance loss; the generator
     gets feature->semantics and balance (semantics->feature compares a class vector with
-    the *batch*, which says nothing about one generated feature's class).
+    the *batch*, which says nothing about one generated feature's class). With
+    ``fem_ins_weight`` both also get CE-GZSL's instance-level (supervised) contrast among the
+    unit-norm embeddings, same-class rows the positives.
     """
     cfg = s.cfg
-    emb = s.model.fem(feats)  # (n, d_emb): d_att, or fem_dim in the embedding space
+    emb = s.model.fem(feats)  # (n, d_emb): d_att, fem_dim (embedding) or fem_out_dim (contrastive)
     protos = s.model.fem.prototypes(s.att)  # (n_cls, d_emb)
     logits = cosine_logits(emb, protos, cfg.fem_temperature)  # (n, n_cls)
     loss = torch.zeros((), device=feats.device)
@@ -193,6 +195,9 @@ def fem_loss(s: TrainState, feats: torch.Tensor, labels: torch.Tensor, for_gener
         loss = loss + losses.contrastive_s2f(emb, protos, labels, cfg.fem_temperature)
     if cfg.fem_balance:
         loss = loss + cfg.balance_weight * losses.balance_loss(logits, s.unseen_mask, s.unseen_mask[labels])
+    if cfg.fem_ins_weight > 0:
+        z = F_.normalize(emb, dim=1)
+        loss = loss + cfg.fem_ins_weight * losses.supervised_contrastive(z, labels, cfg.fem_temperature)
     return loss
 
 

@@ -94,7 +94,7 @@ def test_realistic_csv_reports_the_claim_of_the_shipped_design(dataset):
 
 # what params.yaml's dataset blocks may set: the embedded benchmarks' net sizes and the
 # protocol. A design switch or a published setting there would reach every method.
-SETTINGS = {"epochs", "lr", "decoder_lr", "fem_lr", "hidden", "fem_hidden", "fem_dim", "batch_size", "embed_dim",
+SETTINGS = {"epochs", "lr", "decoder_lr", "fem_lr", "hidden", "fem_hidden", "fem_dim", "fem_out_dim", "batch_size", "embed_dim",
             "embed_out_dim", "embed_hidden", "select_epochs"}
 
 
@@ -168,6 +168,23 @@ def test_a_variant_from_a_variants_file_reaches_the_spawned_workers(tmp_path, mo
     df = ablation.run_grid(params, ["SYN"], [0], ["f-clswgan", "my_clswgan"], workers=2)
     base, mine = df.drop(columns="variant").to_dict("records")
     assert mine == base
+
+
+def test_a_variants_file_changes_mfim_levels_per_dataset(tmp_path, monkeypatch):
+    """``{add: LEVEL}`` in a variants file is a Levels change, resolved against the method's levels
+    on each dataset (bsegn reads [visual] on SYN_CUB and more on SYN_FLO); a wrong key is named."""
+    monkeypatch.setattr(ablation, "VARIANTS", dict(ablation.VARIANTS))
+    (tmp_path / "extra.yaml").write_text("with_emb:\n  base.method: bsegn\n  train.{ds}.embed: true\n"
+                                         "  classify.{ds}.mfim_levels: {add: embedding}\n")
+    assert ablation.load_variants(str(tmp_path / "extra.yaml")) == ["with_emb"]
+    params = load_params(ROOT / "params.yaml")
+    for ds in ("SYN_CUB", "SYN_FLO"):
+        method = config.stage_config(apply_overrides(params, {"base.method": "bsegn"}), "classify", ds).mfim_levels
+        got = ablation.overrides("with_emb", ds, params=params)[f"classify.{ds}.mfim_levels"]
+        assert got == [*method, "embedding"]
+    (tmp_path / "bad.yaml").write_text("oops:\n  classify.{ds}.mfim_levels: {plus: embedding}\n")
+    with pytest.raises(ValueError, match="oops.classify.{ds}.mfim_levels"):
+        ablation.load_variants(str(tmp_path / "bad.yaml"))
 
 
 def test_val_screen_scores_the_validation_choices_and_spreads_over_gpus(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F_
 
 from bsegn import evaluate, losses, mfim, pipeline, trainer
 from bsegn.config import MFIM_LEVELS, ConfigError
@@ -794,3 +795,38 @@ def test_fem_embedding_level_and_a_saved_model_keep_the_embedding(bench, tmp_pat
     loaded = type(model).load(tmp_path / "m.pt", CPU)
     att = torch.as_tensor(bench.att)
     assert torch.equal(loaded.fem.prototypes(att), model.fem.prototypes(att))
+
+
+def test_a_contrastive_fem_scores_its_head_and_gives_the_mfim_its_wide_layer(bench, tmp_path):
+    """``fem_space: contrastive``: F(x) is a fem_out_dim-wide head on a fem_dim-wide ReLU layer
+    h; the prototypes live in the head's space; the mFIM's ``fem`` level is h; save/load keeps
+    them. Planted: the level reading the head; P mapping into fem_dim."""
+    seed_everything(1)
+    cfg = dataclasses.replace(CFG, fem=True, fem_space="contrastive", fem_dim=10, fem_out_dim=5)
+    model = trainer.train(bench, cfg, CPU)[0]
+    x = torch.as_tensor(bench.test_seen_x[:4])
+    att = torch.as_tensor(bench.att)
+    assert model.fem(x).shape == (4, 5) and model.fem.prototypes(att).shape == (len(att), 5)
+    (level,) = mfim.levels(model, x, ["fem"])
+    assert level.shape == (4, 10) and bool((level >= 0).all())  # the ReLU layer, not the head
+    with torch.no_grad():
+        assert torch.equal(model.fem.net(level), model.fem(x))
+    model.save(tmp_path / "m.pt")
+    loaded = type(model).load(tmp_path / "m.pt", CPU)
+    assert torch.equal(loaded.fem.level(x), level) and torch.equal(loaded.fem.prototypes(att), model.fem.prototypes(att))
+
+
+def test_the_fem_instance_contrast_adds_its_weighted_loss(bench):
+    """``fem_ins_weight`` adds w * the supervised contrastive loss of the unit-norm embeddings
+    (same-class rows positive) to both the FEM's and the generator's FEM objective; 0 adds
+    nothing. Planted: the weight ignored; the raw (unnormalised) embeddings used."""
+    feats = torch.as_tensor(bench.train_x[:12])
+    s = fresh(bench, fem=True, fem_space="contrastive", fem_dim=10, fem_out_dim=5)
+    labels = torch.cat([torch.as_tensor(bench.train_y[:8]), s.unseen[:1].repeat(4)])
+    with torch.no_grad():
+        plain = {g: trainer.fem_loss(s, feats, labels, for_generator=g) for g in (False, True)}
+        s.cfg = dataclasses.replace(s.cfg, fem_ins_weight=0.7)
+        ins = losses.supervised_contrastive(F_.normalize(s.model.fem(feats), dim=1), labels, s.cfg.fem_temperature)
+        assert float(ins) > 0
+        for g in (False, True):
+            torch.testing.assert_close(trainer.fem_loss(s, feats, labels, for_generator=g), plain[g] + 0.7 * ins)

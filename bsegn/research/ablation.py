@@ -113,8 +113,19 @@ def overrides(variant: str, dataset: str, extra: dict[str, object] | None = None
 
 
 def load_variants(path: str) -> list[str]:
-    """Add the variants of a YAML file ``{name: {"train.{ds}.fem": true, ...}}``; return their names."""
+    """Add the variants of a YAML file ``{name: {"train.{ds}.fem": true, ...}}``; return their names.
+
+    An ``mfim_levels`` value may be ``{add: LEVEL}`` or ``{drop: LEVEL}``: a :class:`Levels`
+    change of the method's levels on each dataset, as the built-in variants make them."""
     extra = yaml.safe_load(Path(path).read_text()) or {}
+    for name, sets in extra.items():
+        if not isinstance(sets, dict):
+            raise ValueError(f"{path}: variant {name!r} must map dotted keys to values, got {sets!r}")
+        for key, value in sets.items():
+            if key.endswith(".mfim_levels") and isinstance(value, dict):
+                if set(value) - {"add", "drop"}:
+                    raise ValueError(f"{path}: {name}.{key}: expected {{add: LEVEL}} or {{drop: LEVEL}}, got {value!r}")
+                sets[key] = Levels(**value)
     VARIANTS.update(extra)
     return list(extra)
 
