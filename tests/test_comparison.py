@@ -53,6 +53,25 @@ def test_combine_orders_the_line_and_refuses_unknown_methods_and_repeated_runs()
     assert "| SYN_CUB | tf-vaegan-public | 1 |  |  |  |  | 60.3 |" in table
 
 
+def test_diverged_runs_are_counted_in_the_tables_and_cannot_also_have_finished():
+    """A run the trainer stopped on a diverged loss is a ``diverged`` row without metrics: the
+    tables count it beside the seeds that finished (not a silent gap), both halves of one run
+    count once, and a run recorded as both diverged and finished is refused."""
+    runs = pd.DataFrame([_run("f-vaegan", 4, 60.0)])
+    lost = pd.DataFrame([{"variant": "f-vaegan", "dataset": "SYN_CUB", "seed": s, "part": part, "epoch": 16,
+                          "loss": "vae", "value": 1.5e10} for s, part in ((3, "val"), (5, "val"), (5, "test"))])
+    df = comparison.combine([runs], [], diverged=[lost])
+    assert list(df.columns) == comparison.COLUMNS
+    assert sorted(df[df["protocol"] == comparison.DIVERGED]["seed"]) == [3, 5]
+    assert df[df["protocol"] == comparison.DIVERGED][["T1", "U", "S", "H"]].isna().all().all()
+    assert comparison.overview_table(df).splitlines()[2] == "| f-vaegan | 61.0 / 62.0 (1; 2 diverged) |"
+    assert "| SYN_CUB | f-vaegan | 1 + 2 diverged | 50.0 | 45.0 | 55.0 | 61.0 | 62.0 |" in comparison.markdown_table(df)
+    only_lost = comparison.combine([], [], diverged=[lost])
+    assert comparison.overview_table(only_lost).splitlines()[2] == "| f-vaegan | – / – (2 diverged) |"
+    with pytest.raises(ValueError, match="both diverged and finished"):
+        comparison.combine([runs], [], diverged=[lost.assign(seed=4)])
+
+
 def test_with_table_replaces_only_what_is_between_the_markers():
     readme = f"intro\n{comparison.BEGIN}\nold\n{comparison.END}\nrest\n"
     assert comparison.with_table(readme, "NEW") == f"intro\n{comparison.BEGIN}\nNEW\n{comparison.END}\nrest\n"

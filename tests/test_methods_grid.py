@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tool_loader import load_tool
 
@@ -60,3 +61,27 @@ def test_a_retried_job_waits_its_turn_and_the_others_go_first():
     assert grid.next_startable(queue, not_before, now=50.0)["id"] == "b"
     assert grid.next_startable(queue, not_before, now=50.0) is None and queue == [{"id": "a"}]
     assert grid.next_startable(queue, not_before, now=100.0)["id"] == "a" and queue == []
+
+
+def test_a_job_the_trainer_stopped_on_a_diverged_loss_is_recorded_where_it_diverged(tmp_path):
+    """The trainer's own TrainingDiverged message (made here by bsegn.trainer.check_finite, so a
+    change of its wording fails this test) gives the epoch, the loss and its value; each such job
+    adds a row to OUT/diverged.csv; any other failure is no divergence."""
+    from bsegn import trainer
+    grid = load_tool("methods_grid")
+    with pytest.raises(trainer.TrainingDiverged) as err:
+        trainer.check_finite({"epoch": 16, "g_adv": -1.0, "vae": 1.5e10}, "grid_f-vaegan_SYN_SUN_5_test")
+    log = tmp_path / "job.log"
+    log.write_text(f"Traceback (most recent call last):\n  ...\nbsegn.trainer.TrainingDiverged: {err.value}\n")
+    assert grid.divergence(log) == {"epoch": 16, "loss": "vae", "value": 1.5e10}
+    job = {"variant": "f-vaegan", "ds": "SYN_SUN", "seed": 5, "part": "test", "group": "grid"}
+    grid.record_divergence(tmp_path, job, grid.divergence(log))
+    with pytest.raises(trainer.TrainingDiverged) as err:
+        trainer.check_finite({"epoch": 32, "g_adv": float("nan")}, "grid_f-vaegan_SYN_SUN_3_val")
+    log.write_text(f"bsegn.trainer.TrainingDiverged: {err.value}\n")
+    grid.record_divergence(tmp_path, {**job, "seed": 3, "part": "val"}, grid.divergence(log))
+    rows = pd.read_csv(tmp_path / "diverged.csv")
+    assert rows[["seed", "part", "epoch", "loss"]].values.tolist() == [[5, "test", 16, "vae"], [3, "val", 32, "g_adv"]]
+    assert rows["value"].iloc[0] == 1.5e10 and pd.isna(rows["value"].iloc[1])
+    log.write_text("Traceback (most recent call last):\nRuntimeError: grid_x_val: its validation half failed\n")
+    assert grid.divergence(log) is None and grid.divergence(tmp_path / "never_written.log") is None

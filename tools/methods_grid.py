@@ -27,7 +27,10 @@ Jobs start longest first (generator iterations x a per-method factor), seed 3 be
 fidelity runs (one per public evaluation epoch E: ``train.<DS>.epochs=E``, classifier epochs
 fixed, no calibration; :mod:`bsegn.research.fidelity`) go in at ``--fidelity-at``. ``OUT/rows.csv`` is
 rewritten after every finished test job (an ``ablation run`` CSV plus ``train_epochs``,
-``group``, ``seconds``), so a lease that runs out leaves what was measured.
+``group``, ``seconds``), so a lease that runs out leaves what was measured. A job the trainer
+stopped on a diverged loss (``TrainingDiverged``) is final and goes to ``OUT/diverged.csv``
+(``variant, dataset, seed, part, group, epoch, loss, value``), which ``bsegn.research.comparison
+--diverged`` counts in the tables.
 
     python tools/methods_grid.py OUT --workers 4 [--plan grid fidelity spot] [--methods ...]
         [--seeds 3 4 5] [--datasets SYN_CUB ...] [--skip OLD_rows.csv ...] [--order short] [--dry]
@@ -48,6 +51,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -132,6 +136,31 @@ def worth_another_try(log: Path) -> bool:
     kills.)"""
     tail = log.read_text(errors="replace")[-20000:] if log.exists() else ""
     return any(m in tail for m in _PASSING)
+
+
+# bsegn.trainer.check_finite's message (TrainingDiverged)
+_DIVERGED = re.compile(r"training diverged at epoch (\d+): loss '([^']+)' is ([^;\s]+);")
+
+
+def divergence(log: Path) -> dict | None:
+    """Where the job whose output is ``log`` diverged (``epoch``, ``loss``, ``value``), if the
+    trainer stopped it for that (``TrainingDiverged``); None for any other end."""
+    tail = log.read_text(errors="replace")[-20000:] if log.exists() else ""
+    found = _DIVERGED.findall(tail)
+    if not found:
+        return None
+    epoch, loss, value = found[-1]
+    return {"epoch": int(epoch), "loss": loss, "value": float(value)}
+
+
+def record_divergence(out: Path, job: dict, where: dict) -> None:
+    """Add a diverged job to ``OUT/diverged.csv`` (``comparison --diverged`` counts it in the tables)."""
+    path = out / "diverged.csv"
+    old = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    row = {"variant": job["variant"], "dataset": job["ds"], "seed": job["seed"], "part": job["part"],
+           "group": job["group"], **where}
+    pd.concat([old, pd.DataFrame([row])], ignore_index=True).to_csv(out / "diverged.tmp", index=False)
+    (out / "diverged.tmp").rename(path)
 
 
 def next_startable(queue: list[dict], not_before: dict[str, float], now: float) -> dict | None:
@@ -253,6 +282,8 @@ def main() -> None:
                 else:
                     if j["part"] == "val":  # final: its test half stops waiting and fails too
                         Path(j["sel"]).with_suffix(".failed").write_text("failed")
+                    if (where := divergence(logged)) is not None:
+                        record_divergence(out, j, where)
                     log.write(f"{time.time() - t0:7.0f} FAIL {jid}: exit status {proc.returncode} (logs/{jid}.log)\n")
                 log.flush()
                 continue

@@ -11,7 +11,10 @@
 * ``--recorded``: a method's rows kept in a protocols record (``records/realistic.csv``'s
   ``bsegn`` rows: the claim runs of the design ``bsegn`` resolves to, tests/claimed_designs.json);
 * ``tf-vaegan-public`` and ``ce-gzsl-public``: the public code run on the same files, one seed
-  each, test-selected by its own protocol (``bsegn/research/tfvaegan.py``, ``tools/cegzsl_public.py``).
+  each, test-selected by its own protocol (``bsegn/research/tfvaegan.py``, ``tools/cegzsl_public.py``);
+* ``--diverged``: runs the trainer stopped because a loss blew up (``TrainingDiverged``;
+  ``tools/methods_grid.py`` writes them to ``OUT/diverged.csv``): one row each, protocol
+  ``diverged``, no metrics, so a table counts them instead of showing fewer seeds unexplained.
 
 ``python -m bsegn.research.comparison RUNS.csv ... --public PUBLIC.csv ... [--recorded RECORD.csv] --out records/methods.csv
 --docs README.md docs/METHOD.md`` writes the CSV and rewrites every generated table of the
@@ -27,7 +30,7 @@ The command that rebuilds the committed CSV and every table::
 
     python -m bsegn.research.comparison records/methods_runs.csv --recorded records/realistic.csv \
         --public records/public/tfvaegan_best.csv records/public/cegzsl_best.csv \
-        --out records/methods.csv --docs README.md docs/METHOD.md
+        --diverged records/diverged_runs.csv --out records/methods.csv --docs README.md docs/METHOD.md
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from .ablation import protocol_rows
 from ..io import save_text
 
 COLUMNS = ["dataset", "method", "seed", "protocol", "T1", "U", "S", "H", "experiment"]
+DIVERGED = "diverged"  # the protocol of a run that stopped on a diverged loss: it has no metrics
 PUBLIC = ("tf-vaegan-public", "ce-gzsl-public")
 LINE_ORDER = {m: i for i, m in enumerate((*METHODS, *PUBLIC))}  # method -> its place in the tables
 # records/realistic.csv's variants in the order its table lists them (others follow, sorted)
@@ -67,6 +71,14 @@ def recorded_rows(record: pd.DataFrame) -> pd.DataFrame:
     return _columns(rows.rename(columns={"variant": "method"}))
 
 
+def diverged_rows(record: pd.DataFrame) -> pd.DataFrame:
+    """One ``diverged`` row per run of a record of diverged runs (``variant, dataset, seed, ...``,
+    as ``tools/methods_grid.py`` writes ``diverged.csv``); a run whose two halves both diverged
+    counts once."""
+    runs = record.rename(columns={"variant": "method"}).drop_duplicates(["dataset", "method", "seed"])
+    return _columns(runs.assign(protocol=DIVERGED)[["dataset", "method", "seed", "protocol"]])
+
+
 def _columns(rows: pd.DataFrame) -> pd.DataFrame:
     """``rows`` with :data:`COLUMNS`; ``experiment`` empty where they did not come from one."""
     rows = rows.reindex(columns=COLUMNS)
@@ -74,9 +86,10 @@ def _columns(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def combine(runs: list[pd.DataFrame], public: list[pd.DataFrame],
-            recorded: list[pd.DataFrame] | None = None) -> pd.DataFrame:
+            recorded: list[pd.DataFrame] | None = None, diverged: list[pd.DataFrame] | None = None) -> pd.DataFrame:
     """The rows of methods.csv, ordered by dataset, then the line's order, then seed."""
     parts = [method_rows(r) for r in runs] + [recorded_rows(r) for r in recorded or []] + [_columns(p) for p in public]
+    parts += [diverged_rows(d) for d in diverged or []]
     df = pd.concat(parts, ignore_index=True)
     bad = sorted(set(df["method"]) - set(METHODS) - set(PUBLIC))
     if bad:
@@ -84,6 +97,12 @@ def combine(runs: list[pd.DataFrame], public: list[pd.DataFrame],
     twice = df[df.duplicated(["dataset", "method", "seed", "protocol"], keep=False)]
     if len(twice):
         raise ValueError(f"a run given twice: {twice.head(2).to_dict('records')}")
+    run = ["dataset", "method", "seed"]
+    lost = df[df["protocol"] == DIVERGED][run]
+    both = lost.merge(df[df["protocol"] != DIVERGED][run].drop_duplicates(), on=run)
+    if len(both):
+        raise ValueError(f"a run both diverged and finished: {both.head(2).to_dict('records')}; "
+                         "keep the rows of the run that was kept")
     return df.sort_values(["dataset", "method", "protocol", "seed"],
                           key=lambda c: c.map(LINE_ORDER) if c.name == "method" else c, kind="stable",
                           ignore_index=True)
@@ -97,15 +116,18 @@ def markdown_table(df: pd.DataFrame) -> str:
     for (ds, method), g in sorted(df.groupby(["dataset", "method"]), key=lambda kv: (kv[0][0], LINE_ORDER[kv[0][1]])):
         honest, selected = g[g["protocol"] == "honest"], g[g["protocol"] == "test_selected"]
         n = max(len(honest), len(selected))
-        lines.append(f"| {ds} | {method} | {n} | {_cell(honest, 'T1')} | {_cell(honest, 'U')} | {_cell(honest, 'S')} "
+        lost = int((g["protocol"] == DIVERGED).sum())
+        seeds = f"{n}" + (f" + {lost} diverged" if lost else "")
+        lines.append(f"| {ds} | {method} | {seeds} | {_cell(honest, 'T1')} | {_cell(honest, 'U')} | {_cell(honest, 'S')} "
                      f"| {_cell(honest, 'H', True)} | {_cell(selected, 'H')} |")
     return "\n".join(lines)
 
 
 def overview_table(df: pd.DataFrame) -> str:
     """One row per method, one column per dataset: the seeds' mean honest H (± std) / mean
-    test-selected H (– : no such rows; (n): n seeds where not 3). Its height is the number of methods, so the
-    README's table stays one screen as a grid fills in."""
+    test-selected H (– : no such rows; (n): n seeds where not 3; (k diverged): runs stopped on a
+    diverged loss). Its height is the number of methods, so the README's table stays one screen as
+    a grid fills in."""
     order = sorted(set(df["method"]), key=LINE_ORDER.__getitem__)
     datasets = sorted(df["dataset"].unique())
     lines = ["| method | " + " | ".join(datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
@@ -114,9 +136,10 @@ def overview_table(df: pd.DataFrame) -> str:
         for ds in datasets:
             g = df[(df["method"] == method) & (df["dataset"] == ds)]
             honest, selected = g[g["protocol"] == "honest"], g[g["protocol"] == "test_selected"]
-            n = max(len(honest), len(selected))
-            cells.append("" if not n else f"{_cell(honest, 'H', True) or '–'} / {_cell(selected, 'H') or '–'}"
-                                          + (f" ({n})" if n != 3 else ""))
+            n, lost = max(len(honest), len(selected)), int((g["protocol"] == DIVERGED).sum())
+            notes = ([str(n)] if n and n != 3 else []) + ([f"{lost} diverged"] if lost else [])
+            cells.append("" if not (n or lost) else f"{_cell(honest, 'H', True) or '–'} / {_cell(selected, 'H') or '–'}"
+                                                    + (f" ({'; '.join(notes)})" if notes else ""))
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -206,15 +229,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--public", nargs="*", default=[], help="public-code rows (COLUMNS, one seed each)")
     parser.add_argument("--recorded", nargs="*", default=[],
                         help="protocol records (records/realistic.csv): their rows of the methods")
+    parser.add_argument("--diverged", nargs="*", default=[],
+                        help="records of runs stopped on a diverged loss (records/diverged_runs.csv)")
     parser.add_argument("--out", required=True, help="the methods CSV: written from the CSVs given, read when none "
                         "is (the record: records/methods.csv)")
     parser.add_argument("--docs", "--readme", dest="docs", nargs="+", default=[], metavar="FILE",
                         help="rewrite the generated tables of these files (README.md docs/METHOD.md)")
     args = parser.parse_args(argv)
     try:
-        if args.runs or args.public or args.recorded:
+        if args.runs or args.public or args.recorded or args.diverged:
             df = combine([pd.read_csv(p) for p in args.runs], [pd.read_csv(p) for p in args.public],
-                         [pd.read_csv(p) for p in args.recorded])
+                         [pd.read_csv(p) for p in args.recorded], [pd.read_csv(p) for p in args.diverged])
             save_text(df.to_csv(index=False, float_format="%.2f"), args.out)
             print(f"wrote {len(df)} row(s) to {args.out}")
         df = pd.read_csv(args.out)
