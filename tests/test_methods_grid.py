@@ -34,6 +34,31 @@ def test_split_runs_give_the_rows_of_ablation_run(tmp_path):
     pd.testing.assert_frame_equal(ours, ref_rows)
 
 
+def test_a_screen_job_gives_the_row_of_ablation_run_on_the_validation_split(tmp_path):
+    """--plan screen runs a variant of a variants file in a process of its own (which must load
+    the file itself) and writes the validation row `ablation run --split val` writes."""
+    variants = tmp_path / "v.yaml"
+    variants.write_text("tiny_fem:\n  base.method: bsegn\n  train.{ds}.fem_space: contrastive\n")
+    common = ["--datasets", "SYN", *TINY]
+    done = subprocess.run([sys.executable, "tools/methods_grid.py", str(tmp_path / "grid"), "--workers", "2",
+                           "--plan", "screen", "--variants-file", str(variants), "--variants", "tiny_fem",
+                           "--screen-seeds", "0", *common], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    ours = pd.read_csv(tmp_path / "grid" / "screen.csv")
+    ref_csv = tmp_path / "ablation.csv"
+    ref = subprocess.run([sys.executable, "-m", "bsegn.research.ablation", "run", "--split", "val", "--variants-file",
+                          str(variants), "--variants", "tiny_fem", "--seeds", "0", "--workers", "1", *common,
+                          "--out", str(ref_csv)], cwd=ROOT, capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    ref_rows = pd.read_csv(ref_csv)
+    assert set(ours["group"]) == {"screen"}
+    pd.testing.assert_frame_equal(ours[list(ref_rows.columns)], ref_rows)
+    again = subprocess.run([sys.executable, "tools/methods_grid.py", str(tmp_path / "again"), "--plan", "screen",
+                            "--variants-file", str(variants), "--variants", "tiny_fem", "--screen-seeds", "0",
+                            "--skip", str(ref_csv), "--dry", *common], cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0 and "0 jobs" in again.stdout  # a screen CSV's rows are not rerun
+
+
 def test_a_bad_override_is_refused_by_name_before_any_job_starts(tmp_path):
     done = _grid(tmp_path / "grid", "--set", "train.{ds}.lr=-1")
     assert done.returncode != 0 and "train.SYN.lr: must be >= 0.0" in done.stderr

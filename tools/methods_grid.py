@@ -32,8 +32,14 @@ stopped on a diverged loss (``TrainingDiverged``) is final and goes to ``OUT/div
 (``variant, dataset, seed, part, group, epoch, loss, value``), which ``bsegn.research.comparison
 --diverged`` counts in the tables.
 
-    python tools/methods_grid.py OUT --workers 4 [--plan grid fidelity spot] [--methods ...]
+``--plan screen`` queues design variants (``--variants``, from ``--variants-file``) on the
+validation split alone, one job per variant x dataset x ``--screen-seeds``, each the row
+``bsegn.research.ablation run --split val`` gives, into ``OUT/screen.csv``: so one lease's queue
+can hold a method grid's runs and a design round's screen, each job in a process of its own.
+
+    python tools/methods_grid.py OUT --workers 4 [--plan grid fidelity spot screen] [--methods ...]
         [--seeds 3 4 5] [--datasets SYN_CUB ...] [--skip OLD_rows.csv ...] [--order short] [--dry]
+        [--variants-file records/screens/R_variants.yaml --variants V ... --screen-seeds 0 1]
 
 Measured on one H200 with MPS (2026-12-02): tf-vaegan SYN_CUB trains at 1.51 epochs/s alone, and
 at 2.28, 2.52 and 2.55 epochs/s in total with 4, 8 and 16 processes at once (the GPU at 100 % and
@@ -86,15 +92,22 @@ def _rss_mb() -> float:
 
 
 def run_job(job: dict) -> dict:
-    """One half (``val`` or ``test``) of a run; the ``test`` half returns its row."""
+    """One half (``val`` or ``test``) of a run, or a ``screen`` job; the ``test`` half returns its
+    run's row, a ``screen`` job its validation row."""
     import torch
     torch.set_num_threads(1)
     t0 = time.time()
+    if job.get("variants_file"):  # a fresh process: the file's variants are not in VARIANTS yet
+        ablation.load_variants(job["variants_file"])
     params = config.load_params()
     sets = ablation.overrides(job["variant"], job["ds"], job["extra"], params)
     run = pipeline.run_config(config.apply_overrides(params, sets), job["ds"])
     seed, label = job["seed"], job["id"]
     sel_path = Path(job["sel"]) if job.get("sel") else None
+    if job["part"] == "screen":  # the row `ablation run --split val` writes
+        validation = trainer.run_train_val(data.load_prepared(job["prep"], split="val"), run, seed, label=label)
+        row = ablation.screening_row(job["variant"], job["ds"], seed, evaluate.select(validation, run, seed))
+        return {**row, "group": job["group"], "seconds": round(time.time() - t0, 1), "rss_mb": _rss_mb()}
     if job["part"] == "val":
         validation = trainer.run_train_val(data.load_prepared(job["prep"], split="val"), run, seed, label=label)
         selection = evaluate.select(validation, run, seed)
@@ -186,7 +199,7 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict]:
 
     def cost(variant: str, ds: str, extra: dict) -> float:
         run = pipeline.run_config(config.apply_overrides(params, ablation.overrides(variant, ds, extra, params)), ds)
-        return run.train.epochs * math.ceil(n_train[ds] / run.train.batch_size) * FACTOR[variant]
+        return run.train.epochs * math.ceil(n_train[ds] / run.train.batch_size) * FACTOR.get(variant, FACTOR["bsegn"])
 
     def pair(group: str, variant: str, ds: str, seed: int, c: float) -> list[dict]:
         key = f"{group}_{variant}_{ds}_{seed}"
@@ -211,6 +224,13 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict]:
                             "prep": str(out / f"{ds}.npz"), "cost": cost(m, ds, extra)})
         k = min(len(jobs), args.fidelity_at)
         jobs[k:k] = sorted(fid, key=lambda j: -j["cost"])
+    if "screen" in args.plan:  # design variants on the validation split alone (issue #23's rounds)
+        for v in args.variants:
+            for ds in args.datasets:
+                for s in args.screen_seeds:
+                    jobs.append({"id": f"screen_{v}_{ds}_{s}", "group": "screen", "variant": v, "ds": ds, "seed": s,
+                                 "part": "screen", "extra": extra_all, "prep": str(out / f"{ds}.npz"),
+                                 "variants_file": args.variants_file, "cost": cost(v, ds, extra_all)})
     if "spot" in args.plan:
         for ds in [d for d in SPOT if d in args.datasets]:
             jobs += pair("spot", "bsegn", ds, 3, cost("bsegn", ds, extra_all))
@@ -218,7 +238,9 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict]:
         jobs.sort(key=lambda j: j["cost"])
     done = set()
     for path in args.skip:
-        done |= {(r["group"], r["variant"], r["dataset"], int(r["seed"])) for r in pd.read_csv(path).to_dict("records")}
+        for r in pd.read_csv(path).to_dict("records"):  # a screen CSV of `ablation run --split val` has no group
+            done.add((r.get("group", "screen" if r.get("split") == "val" else "grid"), r["variant"], r["dataset"],
+                      int(r["seed"])))
     return [j for j in jobs if (j["group"], j["variant"], j["ds"], j["seed"]) not in done]
 
 
@@ -226,7 +248,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out")
     ap.add_argument("--workers", type=int, default=4, help="jobs at a time (2-5 keep one H200 busy)")
-    ap.add_argument("--plan", nargs="+", default=["grid", "fidelity", "spot"], choices=["grid", "fidelity", "spot"])
+    ap.add_argument("--plan", nargs="+", default=["grid", "fidelity", "spot"],
+                    choices=["grid", "fidelity", "spot", "screen"])
+    ap.add_argument("--variants-file", help="YAML of design variants (ablation run's --variants-file), for --plan screen")
+    ap.add_argument("--variants", nargs="+", default=[], help="the variants --plan screen runs")
+    ap.add_argument("--screen-seeds", nargs="+", type=int, default=[0, 1], help="the seeds of --plan screen")
     ap.add_argument("--methods", nargs="+", default=GRID_METHODS, choices=list(config.METHODS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[3, 4, 5])
     ap.add_argument("--datasets", nargs="+", default=DATASETS)
@@ -245,6 +271,11 @@ def main() -> None:
         Path(args.job).with_suffix(".result.json").write_text(json.dumps(result))
         return
 
+    if args.variants_file:
+        ablation.load_variants(args.variants_file)
+    unknown = [v for v in args.variants if v not in ablation.VARIANTS]
+    if unknown or ("screen" in args.plan and not args.variants):
+        ap.error(f"--plan screen needs --variants from {list(ablation.VARIANTS)}; unknown: {unknown}")
     out = Path(args.out)
     for sub in ("sel", "jobs", "logs"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -254,7 +285,8 @@ def main() -> None:
     print(f"{len(jobs)} jobs", flush=True)
     if args.dry:
         return
-    t0, rows, queue, running, tries, not_before = time.time(), [], list(jobs), {}, {}, {}
+    t0, queue, running, tries, not_before = time.time(), list(jobs), {}, {}, {}
+    made: dict[str, list[dict]] = {"test": [], "screen": []}
     log = (out / "done.log").open("a")
     while queue or running:
         while len(running) < args.workers and (j := next_startable(queue, not_before, time.time())):
@@ -290,10 +322,11 @@ def main() -> None:
             r = json.loads(result.read_text())
             log.write(f"{time.time() - t0:7.0f} ok {jid} {r['seconds']:.0f}s rss {r['rss_mb']} MB H {r.get('H', '')}\n")
             log.flush()
-            if j["part"] == "test":
-                rows.append(r)
-                pd.DataFrame(rows).to_csv(out / "rows.tmp", index=False, float_format="%.4f")
-                (out / "rows.tmp").rename(out / "rows.csv")
+            if j["part"] in made:  # rows.csv: the runs (test halves); screen.csv: the screen rows
+                made[j["part"]].append(r)
+                name = "rows" if j["part"] == "test" else "screen"
+                pd.DataFrame(made[j["part"]]).to_csv(out / f"{name}.tmp", index=False, float_format="%.4f")
+                (out / f"{name}.tmp").rename(out / f"{name}.csv")
 
 
 if __name__ == "__main__":
