@@ -174,6 +174,9 @@ class TrainConfig:
     encoder_optimizer: str = field(metadata=_rng(choices=("shared", "own")))
     # cycle-consistency branch
     cycle: bool
+    # the cycle term also scores generated unseen features (ours); false: seen fakes only, as
+    # TF-VAEGAN's code (its generator step sees seen classes alone)
+    cycle_unseen: bool
     cycle_weight: float = field(metadata=_rng(lo=0.0))
     # R's loss and the cycle term: mse (squared error) | weighted_l1 (TF-VAEGAN's WeightedL1)
     cycle_loss: str = field(metadata=_rng(choices=("mse", "weighted_l1")))

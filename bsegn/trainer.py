@@ -285,7 +285,7 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
     and the seen classifier are not stepped.
 
     The fake seen features, the VAE reconstructions and the fake unseen features come from
-    one pass of G, and the cycle loss sends seen and unseen fakes through R together (the
+    one pass of G, and the cycle loss sends seen and (with ``cycle_unseen``) unseen fakes through R together (the
     random draws keep the order of the step-by-step version, :mod:`bsegn.research.reference`). With
     ``encoded_noise`` the VAE reconstructions *are* the fake seen features (adversarial,
     classification, cycle and FEM terms), as in TF-VAEGAN.
@@ -301,7 +301,8 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
         z_vae, mu, logvar = s.encoder_noise(xb, yb)
         z.append(z_vae)  # VAE reconstructions of xb
         classes.append(yb)
-    if cfg.cycle or cfg.fem:
+    unseen = cfg.fem or (cfg.cycle and cfg.cycle_unseen)  # G makes unseen fakes for these terms alone
+    if unseen:
         ub = s.unseen_batch()
         z.append(s.noise(B, G.d_noise))  # fake unseen
         classes.append(ub)
@@ -316,12 +317,15 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
     if s.clf is not None:
         logs["g_cls"] = F_.cross_entropy(s.clf(fs), s.seen_index[yb])
         loss = loss + cfg.cls_weight * logs["g_cls"]
-    if cfg.cycle or cfg.fem:
+    if unseen:
         fu = out[-1]
     if cfg.cycle:
-        a_hat = s.model.decoder(torch.cat([fs, fu]))[0].split(B)
         rec = losses.cycle_reconstruction(cfg.cycle_loss)
-        logs["g_cycle"] = 0.5 * (rec(a_hat[0], s.att[yb]) + rec(a_hat[1], s.att[ub]))
+        if cfg.cycle_unseen:
+            a_hat = s.model.decoder(torch.cat([fs, fu]))[0].split(B)
+            logs["g_cycle"] = 0.5 * (rec(a_hat[0], s.att[yb]) + rec(a_hat[1], s.att[ub]))
+        else:  # TF-VAEGAN's code: the seen fakes alone
+            logs["g_cycle"] = rec(s.model.decoder(fs)[0], s.att[yb])
         loss = loss + cfg.cycle_weight * logs["g_cycle"]
     if cfg.fem:
         logs["g_fem"] = fem_loss(s, torch.cat([fs, fu]), torch.cat([yb, ub]), for_generator=True)

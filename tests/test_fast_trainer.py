@@ -59,11 +59,12 @@ def weights(model):
                                  dataclasses.replace(FULL, encoder_layers=2, encoder_optimizer="own"),
                                  dataclasses.replace(FULL, decoder_cycle_step=True, feedback=True, feedback_lr=1e-3),
                                  dataclasses.replace(FULL, fem_space="embedding", fem_dim=8),
+                                 dataclasses.replace(FULL, fem=False, cycle_unseen=False),
                                  dataclasses.replace(FULL, fem_space="contrastive", fem_dim=12, fem_out_dim=6,
                                                      fem_ins_weight=0.5)],
                          ids=["bsegn", "baseline", "encoded_noise", "gp_adaptive", "sigmoid_bce", "feedback",
                               "weighted_l1", "decoder_steps", "decoder_l2norm", "tfvaegan_encoder",
-                              "decoder_cycle_step", "fem_embedding_space", "fem_contrastive"])
+                              "decoder_cycle_step", "fem_embedding_space", "cycle_seen_only", "fem_contrastive"])
 def test_fast_path_gives_the_reference_losses_on_cpu(bench, cfg):
     seed_everything(0)
     fast_model, fast = trainer.train(bench, cfg, CPU)

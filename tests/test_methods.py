@@ -78,7 +78,7 @@ def test_every_method_and_dataset_resolves_to_its_documented_settings(method):
 
 # the switches that make a method what it is; every method's `all` column sets each of them
 DESIGN = {f"train.{k}" for k in (
-    "cls_weight", "fem", "cycle", "vae", "vae_weight", "vae_loss", "encoded_noise", "generator_output",
+    "cls_weight", "fem", "cycle", "cycle_unseen", "vae", "vae_weight", "vae_loss", "encoded_noise", "generator_output",
     "gp_adaptive", "decoder_fakes", "decoder_steps", "decoder_output", "cycle_loss", "decoder_cycle_step",
     "feedback", "encoder_layers", "encoder_optimizer", "embed")} | {
     f"classify.{k}" for k in ("mfim_levels", "mfim_scaling", "mfim_per_sample")}

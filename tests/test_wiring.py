@@ -670,6 +670,28 @@ def test_cycle_loss_reconstructs_each_group_from_its_own_fakes(bench, monkeypatc
         assert torch.allclose(calls[1], s.model.decoder(groups[-1])[0])
 
 
+def test_a_seen_only_cycle_term_scores_the_seen_fakes_alone(bench, monkeypatch):
+    """``cycle_unseen: false`` (TF-VAEGAN's code): the cycle term is R's loss on the seen fakes
+    against their own class vectors, at full weight, and without the FEM G draws no unseen
+    class at all. Planted: the unseen fakes still scored; the term halved."""
+    s = fresh(bench, vae=False, fem=False, cycle=True, cycle_unseen=False)
+    monkeypatch.setattr(s, "unseen_batch", lambda: pytest.fail("an unseen batch drawn for a seen-only cycle term"))
+    calls, outputs = [], []
+    original_rec, G = losses.reconstruction_loss, s.model.generator
+    monkeypatch.setattr(losses, "reconstruction_loss",
+                        lambda p, t: calls.append((p.detach().clone(), t)) or original_rec(p, t))
+    G.register_forward_hook(lambda module, args, out: outputs.append(out.detach().clone()))
+    yb = []
+    original_batch = s.batch
+    monkeypatch.setattr(s, "batch", lambda: (lambda b: yb.append(b[1]) or b)(original_batch()))
+    logs = trainer.generator_step(s)
+    (pred, target), = calls
+    with torch.no_grad():
+        assert torch.allclose(pred, s.model.decoder(outputs[-1])[0])  # G's one pass: the seen fakes only
+    assert torch.equal(target, s.att[yb[-1]])
+    assert float(logs["g_cycle"].detach()) == pytest.approx(float(original_rec(pred, target)))
+
+
 @pytest.mark.parametrize("cycle, fem", [(True, False), (False, True), (False, False)])
 def test_generator_step_runs_with_each_switch_alone(bench, cycle, fem):
     logs = trainer.generator_step(fresh(bench, cycle=cycle, fem=fem))

@@ -78,13 +78,16 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
     if s.clf is not None:
         logs["g_cls"] = F_.cross_entropy(s.clf(fs), s.seen_index[yb])
         loss = loss + cfg.cls_weight * logs["g_cls"]
-    if cfg.cycle or cfg.fem:
+    if cfg.fem or (cfg.cycle and cfg.cycle_unseen):
         ub = s.unseen_batch()
         fu = s.fake(ub)
     if cfg.cycle:
         R = s.model.decoder
         rec = losses.cycle_reconstruction(cfg.cycle_loss)
-        logs["g_cycle"] = 0.5 * (rec(R(fs)[0], s.att[yb]) + rec(R(fu)[0], s.att[ub]))
+        if cfg.cycle_unseen:
+            logs["g_cycle"] = 0.5 * (rec(R(fs)[0], s.att[yb]) + rec(R(fu)[0], s.att[ub]))
+        else:
+            logs["g_cycle"] = rec(R(fs)[0], s.att[yb])
         loss = loss + cfg.cycle_weight * logs["g_cycle"]
     if cfg.fem:
         logs["g_fem"] = fem_loss(s, torch.cat([fs, fu]), torch.cat([yb, ub]), for_generator=True)
