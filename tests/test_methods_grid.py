@@ -110,3 +110,17 @@ def test_a_job_the_trainer_stopped_on_a_diverged_loss_is_recorded_where_it_diver
     assert rows["value"].iloc[0] == 1.5e10 and pd.isna(rows["value"].iloc[1])
     log.write_text("Traceback (most recent call last):\nRuntimeError: grid_x_val: its validation half failed\n")
     assert grid.divergence(log) is None and grid.divergence(tmp_path / "never_written.log") is None
+
+
+def test_fidelity_jobs_are_those_of_the_methods_and_datasets_asked_for(tmp_path, monkeypatch):
+    """--plan fidelity --methods tf-vaegan queues no ce-gzsl point (a probe of one method's switch
+    must not rerun another's points)."""
+    import argparse
+    grid = load_tool("methods_grid")
+    monkeypatch.setattr(grid, "FIDELITY", {("tf-vaegan", "SYN"): [2], ("ce-gzsl", "SYN"): [2, 3]})
+    args = argparse.Namespace(set=[], datasets=["SYN"], methods=["tf-vaegan"], plan=["fidelity"], seeds=[3],
+                              fidelity_at=0, order="long", skip=[], variants=[], screen_seeds=[0],
+                              variants_file=None)
+    assert [j["id"] for j in grid.plan(args, tmp_path)] == ["fidelity_e2_tf-vaegan_SYN_3"]
+    args.methods = ["tf-vaegan", "ce-gzsl"]
+    assert len(grid.plan(args, tmp_path)) == 3

@@ -217,7 +217,7 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict]:
     if "fidelity" in args.plan:
         fid = []
         for (m, ds), epochs in FIDELITY.items():
-            for e in epochs if ds in args.datasets else []:
+            for e in epochs if ds in args.datasets and m in args.methods else []:
                 extra = {**FIXED, "train.{ds}.epochs": e, **extra_all}
                 fid.append({"id": f"fidelity_e{e}_{m}_{ds}_{args.seeds[0]}", "group": f"fidelity_e{e}", "variant": m,
                             "ds": ds, "seed": args.seeds[0], "part": "test", "extra": extra,
