@@ -285,8 +285,9 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
     and the seen classifier are not stepped.
 
     The fake seen features, the VAE reconstructions and the fake unseen features come from
-    one pass of G, and the cycle loss sends seen and (with ``cycle_unseen``) unseen fakes through R together (the
-    random draws keep the order of the step-by-step version, :mod:`bsegn.research.reference`). With
+    one pass of G, and the cycle loss sends seen and (with ``cycle_unseen``) unseen fakes
+    through R together (the random draws keep the order of the step-by-step version,
+    :mod:`bsegn.research.reference`). With
     ``encoded_noise`` the VAE reconstructions *are* the fake seen features (adversarial,
     classification, cycle and FEM terms), as in TF-VAEGAN.
     """

@@ -142,12 +142,17 @@ _PASSING = ("CUDA out of memory", "torch.OutOfMemoryError", "DefaultCPUAllocator
             "Intel oneMKL FATAL ERROR: Cannot load")
 
 
+def _tail(log: Path) -> str:
+    """The end of a job's output, where its error is ("" if it wrote none)."""
+    return log.read_text(errors="replace")[-20000:] if log.exists() else ""
+
+
 def worth_another_try(log: Path) -> bool:
     """Whether the job whose output is ``log`` died of something another try can pass: a failed
     allocation (with fewer jobs beside it) or a library that did not load. (A process the kernel's
     OOM killer ends leaves no message and is not retried: the scheduler cannot tell it from other
     kills.)"""
-    tail = log.read_text(errors="replace")[-20000:] if log.exists() else ""
+    tail = _tail(log)
     return any(m in tail for m in _PASSING)
 
 
@@ -158,7 +163,7 @@ _DIVERGED = re.compile(r"training diverged at epoch (\d+): loss '([^']+)' is ([^
 def divergence(log: Path) -> dict | None:
     """Where the job whose output is ``log`` diverged (``epoch``, ``loss``, ``value``), if the
     trainer stopped it for that (``TrainingDiverged``); None for any other end."""
-    tail = log.read_text(errors="replace")[-20000:] if log.exists() else ""
+    tail = _tail(log)
     found = _DIVERGED.findall(tail)
     if not found:
         return None
