@@ -163,3 +163,29 @@ def test_recorded_rows_keep_the_methods_rows_of_a_protocols_record():
     assert list(rows.columns) == comparison.COLUMNS and list(rows["method"]) == ["bsegn"]
     df = comparison.combine([], [], [record])
     assert list(df["method"]) == ["bsegn"]
+
+
+def test_a_public_run_settles_at_its_published_epochs_or_three_evaluations_without_a_new_best():
+    """issue #22's rule for a public-code row; an equal H is no new best."""
+    assert comparison.settled([10.0, 20.0, 19.0, 20.0, 18.0], epochs_run=25, published_epochs=300)
+    assert not comparison.settled([10.0, 20.0, 19.0, 18.0], epochs_run=20, published_epochs=300)
+    assert not comparison.settled([10.0, 20.0, 21.0], epochs_run=15, published_epochs=300)
+    assert comparison.settled([10.0, 20.0, 21.0], epochs_run=300, published_epochs=300)
+
+
+def test_the_public_ce_gzsl_rows_are_those_of_its_settled_runs():
+    """tools/cegzsl_public.py writes a best row only for a run that settled (its published epochs:
+    AWA2 130, CUB 450); the committed records hold the row of each settled run and no other."""
+    from tool_loader import load_tool
+    cegzsl = load_tool("cegzsl_public")
+
+    def run(ds, seed, hs):
+        return [{"dataset": ds, "method": "ce-gzsl-public", "seed": seed, "epoch": 5 * (i + 1), "T1": 50.0 + i,
+                 "U": 1.0, "S": 2.0, "H": h} for i, h in enumerate(hs)]
+
+    curves = pd.DataFrame(run("SYN_AWA2", 9, [30.0, 60.0, 59.0, 58.0, 57.0]) + run("SYN_CUB", 3, [3.0, 7.0, 13.0]))
+    assert cegzsl.best_rows(curves)[["dataset", "seed", "H", "T1"]].values.tolist() == [["SYN_AWA2", 9, 60.0, 51.0]]
+    committed = pd.read_csv(ROOT / "records" / "public" / "cegzsl_curves.csv")
+    pd.testing.assert_frame_equal(cegzsl.best_rows(committed).reset_index(drop=True),
+                                  pd.read_csv(ROOT / "records" / "public" / "cegzsl_best.csv", keep_default_na=False),
+                                  check_dtype=False)

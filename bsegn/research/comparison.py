@@ -11,7 +11,9 @@
 * ``--recorded``: a method's rows kept in a protocols record (``records/realistic.csv``'s
   ``bsegn`` rows: the claim runs of the design ``bsegn`` resolves to, tests/claimed_designs.json);
 * ``tf-vaegan-public`` and ``ce-gzsl-public``: the public code run on the same files, one seed
-  each, test-selected by its own protocol (``bsegn/research/tfvaegan.py``, ``tools/cegzsl_public.py``);
+  each, test-selected by its own protocol (``bsegn/research/tfvaegan.py``, ``tools/cegzsl_public.py``),
+  a row only for a run that :func:`settled` (ran its published epochs, or three evaluations
+  brought no new best): an earlier best is a lower bound, and its curve stays in the records;
 * ``--diverged``: runs the trainer stopped because a loss blew up (``TrainingDiverged``;
   ``tools/methods_grid.py`` writes them to ``OUT/diverged.csv``): one row each, protocol
   ``diverged``, no metrics, so a table counts them instead of showing fewer seeds unexplained.
@@ -46,6 +48,15 @@ from ..io import save_text
 
 COLUMNS = ["dataset", "method", "seed", "protocol", "T1", "U", "S", "H", "experiment"]
 DIVERGED = "diverged"  # the protocol of a run that stopped on a diverged loss: it has no metrics
+SETTLE_EVALUATIONS = 3  # evaluations without a new best after which a public run's best H stands
+
+
+def settled(h: list[float], epochs_run: int, published_epochs: int) -> bool:
+    """Whether a run of public code went far enough for its best H to be its result (issue #22):
+    it ran its published epoch count, or its last :data:`SETTLE_EVALUATIONS` evaluations brought
+    no new best. ``h``: its evaluations' H in epoch order."""
+    h = list(h)
+    return epochs_run >= published_epochs or len(h) - 1 - h.index(max(h)) >= SETTLE_EVALUATIONS
 PUBLIC = ("tf-vaegan-public", "ce-gzsl-public")
 LINE_ORDER = {m: i for i, m in enumerate((*METHODS, *PUBLIC))}  # method -> its place in the tables
 # records/realistic.csv's variants in the order its table lists them (others follow, sorted)
@@ -80,9 +91,11 @@ def diverged_rows(record: pd.DataFrame) -> pd.DataFrame:
 
 
 def _columns(rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` with :data:`COLUMNS`; ``experiment`` empty where they did not come from one."""
+    """``rows`` with :data:`COLUMNS`, the metrics as floats (a header-only CSV reads as text, and
+    would turn every row's metrics into text); ``experiment`` empty where they did not come from one."""
     rows = rows.reindex(columns=COLUMNS)
-    return rows.assign(experiment=rows["experiment"].astype(object).where(rows["experiment"].notna(), ""))
+    metrics = {k: rows[k].astype(float) for k in ("T1", "U", "S", "H")}
+    return rows.assign(**metrics, experiment=rows["experiment"].astype(object).where(rows["experiment"].notna(), ""))
 
 
 def combine(runs: list[pd.DataFrame], public: list[pd.DataFrame],

@@ -34,6 +34,7 @@ import pandas as pd
 from .. import config
 from ..io import save_text
 from ..report import PROTOCOL_COLUMNS, replace_rows
+from .comparison import settled
 
 # Its published settings, from akshitac8/tfvaegan scripts/run_<name>_tfvaegan.py; the benchmark
 # our dataset is built on picks the line (SYN_CUB -> CUB). "awa" is its AWA2 script.
@@ -150,11 +151,20 @@ def best_rows(curves: pd.DataFrame) -> pd.DataFrame:
     return best_evaluations(curves).assign(variant="tfvaegan", protocol="test_selected")[PROTOCOL_COLUMNS]
 
 
+def published_epochs(dataset: str) -> int:
+    """Its published ``--nepoch`` for the benchmark ``dataset`` is built on."""
+    return int(re.search(r"--nepoch (\d+)", PUBLISHED[benchmark_of(dataset)][1]).group(1))
+
+
 def public_rows(curves: pd.DataFrame) -> pd.DataFrame:
-    """The best-H evaluation of each run as ``records/methods.csv`` rows (``tf-vaegan-public``,
-    ``test_selected``; :mod:`bsegn.research.comparison`), whatever epoch the run reached: the README
-    says how far each ran; no DVC experiment (``experiment`` empty)."""
-    best = best_evaluations(curves).assign(method="tf-vaegan-public", protocol="test_selected", experiment="")
+    """The best-H evaluation of each run that settled (:func:`bsegn.research.comparison.settled`:
+    its published ``--nepoch``, or three evaluations without a new best) as ``records/methods.csv``
+    rows (``tf-vaegan-public``, ``test_selected``); no DVC experiment (``experiment`` empty). A run
+    stopped before has only a lower bound of its best, and no row."""
+    done = [run for (ds, _), run in curves.sort_values("epoch").groupby(["dataset", "seed"])
+            if settled(run["H"].tolist(), int(run["epochs_run"].max()), published_epochs(ds))]
+    best = best_evaluations(pd.concat(done) if done else curves.iloc[:0])
+    best = best.assign(method="tf-vaegan-public", protocol="test_selected", experiment="")
     return best[["dataset", "method", "seed", "protocol", "T1", "U", "S", "H", "experiment"]]
 
 
