@@ -62,7 +62,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from the repository: bsegn
 from bsegn import config, data  # noqa: E402
-from bsegn.research.comparison import settled  # noqa: E402
+from bsegn.research.comparison import settled_runs  # noqa: E402
 
 METHOD = "ce-gzsl-public"
 
@@ -198,9 +198,7 @@ def best_rows(curves: pd.DataFrame) -> pd.DataFrame:
     scored = curves.dropna(subset=["H"])
     if scored.empty:
         raise ValueError("no GZSL evaluation (U, S, H) in the logs")
-    scored = pd.concat([run for (ds, _), run in scored.sort_values("epoch").groupby(["dataset", "seed"])
-                        if settled(run["H"].tolist(), int(run["epoch"].max()), PUBLISHED[benchmark_of(ds)]["nepoch"])]
-                       or [scored.iloc[:0]])
+    scored = settled_runs(scored, lambda ds: PUBLISHED[benchmark_of(ds)]["nepoch"], reached="epoch")
     best = scored.loc[scored.groupby(["dataset", "seed"])["H"].idxmax()].reset_index(drop=True)
     return best.assign(protocol="test_selected", experiment="")[
         ["dataset", "method", "seed", "protocol", "T1", "U", "S", "H", "experiment"]]

@@ -67,6 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 import pandas as pd  # noqa: E402
 
 from bsegn import config, data, download, evaluate, pipeline, trainer  # noqa: E402
+from bsegn.io import save_text  # noqa: E402
 from bsegn.model import run_generate  # noqa: E402
 from bsegn.research import ablation  # noqa: E402
 
@@ -112,8 +113,7 @@ def run_job(job: dict) -> dict:
         validation = trainer.run_train_val(data.load_prepared(job["prep"], split="val"), run, seed, label=label)
         selection = evaluate.select(validation, run, seed)
         selection.pop("curve")
-        sel_path.with_suffix(".tmp").write_text(json.dumps(selection))
-        sel_path.with_suffix(".tmp").rename(sel_path)
+        save_text(json.dumps(selection), sel_path)  # whole or absent: its test half polls for it
         return {"seconds": round(time.time() - t0, 1), "rss_mb": _rss_mb()}
     bench = data.load_prepared(job["prep"])
     model, _ = trainer.run_train(bench, run, seed, label=label)
@@ -163,8 +163,7 @@ _DIVERGED = re.compile(r"training diverged at epoch (\d+): loss '([^']+)' is ([^
 def divergence(log: Path) -> dict | None:
     """Where the job whose output is ``log`` diverged (``epoch``, ``loss``, ``value``), if the
     trainer stopped it for that (``TrainingDiverged``); None for any other end."""
-    tail = _tail(log)
-    found = _DIVERGED.findall(tail)
+    found = _DIVERGED.findall(_tail(log))
     if not found:
         return None
     epoch, loss, value = found[-1]
@@ -177,8 +176,7 @@ def record_divergence(out: Path, job: dict, where: dict) -> None:
     old = pd.read_csv(path) if path.exists() else pd.DataFrame()
     row = {"variant": job["variant"], "dataset": job["ds"], "seed": job["seed"], "part": job["part"],
            "group": job["group"], **where}
-    pd.concat([old, pd.DataFrame([row])], ignore_index=True).to_csv(out / "diverged.tmp", index=False)
-    (out / "diverged.tmp").rename(path)
+    save_text(pd.concat([old, pd.DataFrame([row])], ignore_index=True).to_csv(index=False), path)
 
 
 def next_startable(queue: list[dict], not_before: dict[str, float], now: float) -> dict | None:
@@ -330,8 +328,7 @@ def main() -> None:
             if j["part"] in made:  # rows.csv: the runs (test halves); screen.csv: the screen rows
                 made[j["part"]].append(r)
                 name = "rows" if j["part"] == "test" else "screen"
-                pd.DataFrame(made[j["part"]]).to_csv(out / f"{name}.tmp", index=False, float_format="%.4f")
-                (out / f"{name}.tmp").rename(out / f"{name}.csv")
+                save_text(pd.DataFrame(made[j["part"]]).to_csv(index=False, float_format="%.4f"), out / f"{name}.csv")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ The command that rebuilds the committed CSV and every table::
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -57,6 +58,15 @@ def settled(h: list[float], epochs_run: int, published_epochs: int) -> bool:
     no new best. ``h``: its evaluations' H in epoch order."""
     h = list(h)
     return epochs_run >= published_epochs or len(h) - 1 - h.index(max(h)) >= SETTLE_EVALUATIONS
+
+
+def settled_runs(curves: pd.DataFrame, published_epochs: Callable[[str], int], reached: str) -> pd.DataFrame:
+    """The evaluations (``dataset, seed, epoch, H, ...``) of the public runs in ``curves`` that
+    :func:`settled`; ``published_epochs(dataset)``: its code's epoch count there; ``reached``: the
+    column holding how far a run got."""
+    runs = [run for (ds, _), run in curves.sort_values("epoch").groupby(["dataset", "seed"])
+            if settled(run["H"].tolist(), int(run[reached].max()), published_epochs(ds))]
+    return pd.concat(runs) if runs else curves.iloc[:0]
 PUBLIC = ("tf-vaegan-public", "ce-gzsl-public")
 LINE_ORDER = {m: i for i, m in enumerate((*METHODS, *PUBLIC))}  # method -> its place in the tables
 # records/realistic.csv's variants in the order its table lists them (others follow, sorted)

@@ -34,7 +34,7 @@ import pandas as pd
 from .. import config
 from ..io import save_text
 from ..report import PROTOCOL_COLUMNS, replace_rows
-from .comparison import settled
+from .comparison import settled_runs
 
 # Its published settings, from akshitac8/tfvaegan scripts/run_<name>_tfvaegan.py; the benchmark
 # our dataset is built on picks the line (SYN_CUB -> CUB). "awa" is its AWA2 script.
@@ -161,9 +161,7 @@ def public_rows(curves: pd.DataFrame) -> pd.DataFrame:
     its published ``--nepoch``, or three evaluations without a new best) as ``records/methods.csv``
     rows (``tf-vaegan-public``, ``test_selected``); no DVC experiment (``experiment`` empty). A run
     stopped before has only a lower bound of its best, and no row."""
-    done = [run for (ds, _), run in curves.sort_values("epoch").groupby(["dataset", "seed"])
-            if settled(run["H"].tolist(), int(run["epochs_run"].max()), published_epochs(ds))]
-    best = best_evaluations(pd.concat(done) if done else curves.iloc[:0])
+    best = best_evaluations(settled_runs(curves, published_epochs, reached="epochs_run"))
     best = best.assign(method="tf-vaegan-public", protocol="test_selected", experiment="")
     return best[["dataset", "method", "seed", "protocol", "T1", "U", "S", "H", "experiment"]]
 
