@@ -226,6 +226,11 @@ class TrainConfig:
     embed_ins_temperature: float = field(metadata=_rng(lo=1e-4))  # its temperature (ins_temp)
     embed_cls_weight: float = field(metadata=_rng(lo=0.0))  # class-level loss on G (cls_weight)
     embed_cls_temperature: float = field(metadata=_rng(lo=1e-4))  # its temperature (cls_temp)
+    # BSeGN's FEM built on that embedding (ours, docs/METHOD.md "The FEM on CE-GZSL's embedding"):
+    # G's fakes of both domains join its batch and the comparator scores every class
+    embed_unseen: bool
+    embed_s2f: bool  # the semantics -> feature direction over the comparator's scores
+    embed_balance_weight: float = field(metadata=_rng(lo=0.0))  # balance loss over those scores
     checkpoint_every: int = field(metadata=_rng(lo=0))  # epochs between checkpoints; 0 = none
 
 
@@ -550,6 +555,10 @@ def stage_config(params: dict, section: str, dataset: str):
     if section == "train" and cfg.decoder_cycle_step and not cfg.cycle:
         raise ConfigError(f"{where}.decoder_cycle_step: needs the cycle term (cycle: true), "
                           "whose gradient it steps R with")
+    if section == "train" and cfg.embed_balance_weight > 0 and not cfg.embed_unseen:
+        raise ConfigError(f"{where}.embed_balance_weight: needs embed_unseen: true (the balance loss weighs "
+                          "the seen against the unseen classes, and without G's unseen fakes the "
+                          "embedding's batch holds seen classes only)")
     if section == "train" and cfg.vae_loss == "bce" and cfg.generator_output != "sigmoid":
         raise ConfigError(f"{where}.vae_loss: 'bce' needs generator_output: sigmoid "
                           f"(got {cfg.generator_output!r}, whose outputs are not in [0, 1])")

@@ -53,6 +53,23 @@ def contrastive_s2f(emb: torch.Tensor, att: torch.Tensor, y: torch.Tensor, tempe
     return (per_class * present).sum() / present.sum()
 
 
+def semantics_to_features(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Semantics -> feature over any score matrix: each class present in the batch against the
+    batch's rows, as :func:`contrastive_s2f` does with cosine scores.
+
+    ``logits``: (n, n_cls) scores already divided by their temperature (CE-GZSL's comparator
+    scores, say); ``y``: (n,) class ids. ``L_c = -1/|P(c)| sum_{p in P(c)} log softmax_j(logits[j, c])_p``,
+    averaged over the classes present; fixed shapes, no host sync.
+    """
+    classes = torch.arange(logits.shape[1], device=y.device)
+    pos = (y[None, :] == classes[:, None]).to(logits.dtype)  # (n_cls, n)
+    log_p = logits.T.log_softmax(dim=1)  # (n_cls, n): each class over the batch
+    count = pos.sum(1)
+    per_class = -(log_p * pos).sum(1) / count.clamp_min(1.0)
+    present = (count > 0).to(logits.dtype)
+    return (per_class * present).sum() / present.sum()
+
+
 def supervised_contrastive(z: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Tensor:
     """CE-GZSL's instance-level loss: the supervised contrastive loss (Khosla et al., 2020) over
     the unit-norm projections ``z``: (n, d) of classes ``y``: (n,).

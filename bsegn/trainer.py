@@ -202,14 +202,54 @@ def fem_loss(s: TrainState, feats: torch.Tensor, labels: torch.Tensor, for_gener
 
 
 def embed_terms(s: TrainState, h: torch.Tensor, h_labels: torch.Tensor, z: torch.Tensor,
-                z_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """CE-GZSL's two losses: instance-level over the projections ``z`` (of classes ``z_labels``),
-    class-level over the embeddings ``h`` (of seen classes ``h_labels``), each scored by the
-    comparator against every seen class's semantic vector."""
+                z_labels: torch.Tensor, for_generator: bool = False) -> dict[str, torch.Tensor]:
+    """CE-GZSL's two losses: ``ins``, instance-level over the projections ``z`` (of classes
+    ``z_labels``), and ``cls``, class-level over the embeddings ``h`` (of seen classes
+    ``h_labels``), each scored by the comparator against every seen class's semantic vector.
+
+    With ``embed_unseen`` (BSeGN's FEM on this embedding) ``h`` may hold unseen fakes and is
+    scored against every class; ``embed_s2f`` adds ``s2f``, the semantics -> feature direction
+    (not for the generator: it compares a class with the batch, which says nothing about one
+    fake's class), and ``embed_balance_weight`` ``balance``, both over the same scores.
+    """
     cfg = s.cfg
-    ins = losses.supervised_contrastive(z, z_labels, cfg.embed_ins_temperature)
-    scores = s.comparator.scores(h, s.att[s.seen])  # (n, n_seen)
-    return ins, losses.class_contrastive(scores, s.seen_index[h_labels], cfg.embed_cls_temperature)
+    terms = {"ins": losses.supervised_contrastive(z, z_labels, cfg.embed_ins_temperature)}
+    if not cfg.embed_unseen:
+        scores = s.comparator.scores(h, s.att[s.seen])  # (n, n_seen)
+        terms["cls"] = losses.class_contrastive(scores, s.seen_index[h_labels], cfg.embed_cls_temperature)
+        return terms
+    logits = s.comparator.scores(h, s.att) / cfg.embed_cls_temperature  # (n, n_cls): every class
+    terms["cls"] = F_.cross_entropy(logits, h_labels)
+    if cfg.embed_s2f and not for_generator:
+        terms["s2f"] = losses.semantics_to_features(logits, h_labels)
+    if cfg.embed_balance_weight > 0:
+        terms["balance"] = losses.balance_loss(logits, s.unseen_mask, s.unseen_mask[h_labels])
+    return terms
+
+
+def embed_critic_terms(s: TrainState, loss: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor,
+                       fb: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The critic's ``loss`` plus the embedding net's and comparator's, and their terms to log.
+
+    CE-GZSL: the real batch ``xb``: (B, d_feat) alone, its losses unweighted. With
+    ``embed_unseen`` G's fakes join: the critic's seen fakes ``fb`` and as many fresh unseen
+    ones, so that real and fake do not coincide with seen and unseen (the reason for
+    ``fem_fake_seen``), and the comparator learns every class.
+    """
+    feats, labels = xb, yb
+    if s.cfg.embed_unseen:
+        ub = s.unseen_batch()
+        with torch.no_grad():
+            fu = s.fake(ub)
+        feats, labels = torch.cat([xb, fb, fu]), torch.cat([yb, yb, ub])
+    h, z = s.model.embedding(feats)
+    terms = embed_terms(s, h, labels, z, labels)
+    loss = loss + terms["ins"] + terms["cls"]
+    if "s2f" in terms:
+        loss = loss + terms["s2f"]
+    if "balance" in terms:
+        loss = loss + s.cfg.embed_balance_weight * terms["balance"]
+    return loss, {f"embed_{k}": v for k, v in terms.items()}
 
 
 def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
@@ -224,10 +264,9 @@ def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
     wdist, gp = losses.wgan_critic_terms(s.D, xb, fb, s.att[yb], s.gen)
     loss = -wdist + s.gp_weight * gp
     logs = {"wasserstein": wdist, "gp": gp.detach()}
-    if s.cfg.embed:  # CE-GZSL: unweighted, on the real features only
-        h, z = s.model.embedding(xb)
-        logs["embed_ins"], logs["embed_cls"] = embed_terms(s, h, yb, z, yb)
-        loss = loss + logs["embed_ins"] + logs["embed_cls"]
+    if s.cfg.embed:
+        loss, embed_logs = embed_critic_terms(s, loss, xb, yb, fb)
+        logs.update(embed_logs)
     _step(s.opt_d, loss)
     return logs
 
@@ -302,7 +341,8 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
         z_vae, mu, logvar = s.encoder_noise(xb, yb)
         z.append(z_vae)  # VAE reconstructions of xb
         classes.append(yb)
-    unseen = cfg.fem or (cfg.cycle and cfg.cycle_unseen)  # G makes unseen fakes for these terms alone
+    # G makes unseen fakes for these terms alone
+    unseen = cfg.fem or (cfg.cycle and cfg.cycle_unseen) or (cfg.embed and cfg.embed_unseen)
     if unseen:
         ub = s.unseen_batch()
         z.append(s.noise(B, G.d_noise))  # fake unseen
@@ -332,10 +372,15 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
         logs["g_fem"] = fem_loss(s, torch.cat([fs, fu]), torch.cat([yb, ub]), for_generator=True)
         loss = loss + cfg.fem_weight * logs["g_fem"]
     if cfg.embed:  # the fakes and the real batch through the embedding net in one pass
-        h, z = s.model.embedding(torch.cat([fs, xb]))
-        z = torch.cat([z[:B], z[B:].detach()])  # the real projections are the fakes' fixed contrast
-        logs["g_embed_ins"], logs["g_embed_cls"] = embed_terms(s, h[:B], yb, z, torch.cat([yb, yb]))
-        loss = loss + cfg.embed_ins_weight * logs["g_embed_ins"] + cfg.embed_cls_weight * logs["g_embed_cls"]
+        fakes, fake_y = (torch.cat([fs, fu]), torch.cat([yb, ub])) if cfg.embed_unseen else (fs, yb)
+        n = len(fakes)
+        h, z = s.model.embedding(torch.cat([fakes, xb]))
+        z = torch.cat([z[:n], z[n:].detach()])  # the real projections are the fakes' fixed contrast
+        terms = embed_terms(s, h[:n], fake_y, z, torch.cat([fake_y, yb]), for_generator=True)
+        logs.update({f"g_embed_{k}": v for k, v in terms.items()})
+        loss = loss + cfg.embed_ins_weight * terms["ins"] + cfg.embed_cls_weight * terms["cls"]
+        if "balance" in terms:
+            loss = loss + cfg.embed_cls_weight * cfg.embed_balance_weight * terms["balance"]
     _step_generator(s, loss)
     return logs
 
@@ -387,7 +432,9 @@ LOSS_PARAMS = {"wasserstein": "lr, gp_weight, critic_iters", "g_adv": "lr", "vae
                "gp_weight": "gp_adaptive, gp_weight",
                "embed_ins": "lr, embed_ins_temperature", "embed_cls": "lr, embed_cls_temperature, embed_hidden",
                "g_embed_ins": "embed_ins_weight, embed_ins_temperature",
-               "g_embed_cls": "embed_cls_weight, embed_cls_temperature"}
+               "g_embed_cls": "embed_cls_weight, embed_cls_temperature",
+               "embed_s2f": "lr, embed_cls_temperature", "embed_balance": "embed_balance_weight, lr",
+               "g_embed_balance": "embed_cls_weight, embed_balance_weight"}
 
 
 def check_finite(row: dict, label: str) -> None:

@@ -80,7 +80,8 @@ def test_every_method_and_dataset_resolves_to_its_documented_settings(method):
 DESIGN = {f"train.{k}" for k in (
     "cls_weight", "fem", "cycle", "cycle_unseen", "vae", "vae_weight", "vae_loss", "encoded_noise", "generator_output",
     "gp_adaptive", "decoder_fakes", "decoder_steps", "decoder_output", "cycle_loss", "decoder_cycle_step",
-    "feedback", "encoder_layers", "encoder_optimizer", "embed")} | {
+    "feedback", "encoder_layers", "encoder_optimizer", "embed", "embed_unseen", "embed_s2f",
+    "embed_balance_weight")} | {
     f"classify.{k}" for k in ("mfim_levels", "mfim_scaling", "mfim_per_sample")}
 
 

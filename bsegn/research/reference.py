@@ -25,7 +25,7 @@ from ..config import TrainConfig
 from ..data import Benchmark
 from ..model import GenerativeModel
 from ..trainer import (EpochHook, TrainState, _finish, _step, _step_generator, adapt_gp_weight, decoder_step,
-                      embed_terms, fem_loss, setup)
+                      embed_critic_terms, embed_terms, fem_loss, setup)
 
 
 def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
@@ -40,9 +40,8 @@ def critic_step(s: TrainState) -> dict[str, torch.Tensor]:
     loss = -wdist + s.gp_weight * gp
     logs = {"wasserstein": wdist, "gp": gp.detach()}
     if s.cfg.embed:
-        h, z = s.model.embedding(xb)
-        logs["embed_ins"], logs["embed_cls"] = embed_terms(s, h, yb, z, yb)
-        loss = loss + logs["embed_ins"] + logs["embed_cls"]
+        loss, embed_logs = embed_critic_terms(s, loss, xb, yb, fb)
+        logs.update(embed_logs)
     _step(s.opt_d, loss)
     return logs
 
@@ -78,7 +77,7 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
     if s.clf is not None:
         logs["g_cls"] = F_.cross_entropy(s.clf(fs), s.seen_index[yb])
         loss = loss + cfg.cls_weight * logs["g_cls"]
-    if cfg.fem or (cfg.cycle and cfg.cycle_unseen):
+    if cfg.fem or (cfg.cycle and cfg.cycle_unseen) or (cfg.embed and cfg.embed_unseen):
         ub = s.unseen_batch()
         fu = s.fake(ub)
     if cfg.cycle:
@@ -93,12 +92,16 @@ def generator_step(s: TrainState) -> dict[str, torch.Tensor]:
         logs["g_fem"] = fem_loss(s, torch.cat([fs, fu]), torch.cat([yb, ub]), for_generator=True)
         loss = loss + cfg.fem_weight * logs["g_fem"]
     if cfg.embed:
-        h_fake, z_fake = s.model.embedding(fs)
+        fakes, fake_y = (torch.cat([fs, fu]), torch.cat([yb, ub])) if cfg.embed_unseen else (fs, yb)
+        h_fake, z_fake = s.model.embedding(fakes)
         with torch.no_grad():
             z_real = s.model.embedding(xb)[1]
-        logs["g_embed_ins"], logs["g_embed_cls"] = embed_terms(s, h_fake, yb, torch.cat([z_fake, z_real]),
-                                                               torch.cat([yb, yb]))
-        loss = loss + cfg.embed_ins_weight * logs["g_embed_ins"] + cfg.embed_cls_weight * logs["g_embed_cls"]
+        terms = embed_terms(s, h_fake, fake_y, torch.cat([z_fake, z_real]), torch.cat([fake_y, yb]),
+                            for_generator=True)
+        logs.update({f"g_embed_{k}": v for k, v in terms.items()})
+        loss = loss + cfg.embed_ins_weight * terms["ins"] + cfg.embed_cls_weight * terms["cls"]
+        if "balance" in terms:
+            loss = loss + cfg.embed_cls_weight * cfg.embed_balance_weight * terms["balance"]
     _step_generator(s, loss)
     return logs
 
