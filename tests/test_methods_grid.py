@@ -88,6 +88,20 @@ def test_a_retried_job_waits_its_turn_and_the_others_go_first():
     assert grid.next_startable(queue, not_before, now=100.0)["id"] == "a" and queue == []
 
 
+def test_jobs_that_would_end_after_the_deadline_are_dropped_with_their_other_half():
+    grid = load_tool("methods_grid")
+    queue = [{"id": "cub_val", "sel": "s/cub.json", "part": "val", "cost": 1000},
+             {"id": "sun_screen", "part": "screen", "cost": 300},
+             {"id": "cub_test", "sel": "s/cub.json", "part": "test", "cost": 400},
+             {"id": "flo_screen", "part": "screen", "cost": 800}]
+    # 4 workers sharing 100 units/s: a job of cost c takes 0.04 c s; 30 s are left
+    dropped = grid.too_late(queue, left_s=30.0, workers=4, rate=100.0)
+    assert [j["id"] for j in dropped] == ["cub_val", "cub_test", "flo_screen"]
+    assert [j["id"] for j in queue] == ["sun_screen"]
+    assert grid.too_late(queue, left_s=12.0, workers=4, rate=100.0) == [] and len(queue) == 1
+    assert [j["id"] for j in grid.too_late(queue, left_s=11.9, workers=4, rate=100.0)] == ["sun_screen"]
+
+
 def test_a_job_the_trainer_stopped_on_a_diverged_loss_is_recorded_where_it_diverged(tmp_path):
     """The trainer's own TrainingDiverged message (made here by bsegn.trainer.check_finite, so a
     change of its wording fails this test) gives the epoch, the loss and its value; each such job

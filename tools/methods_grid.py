@@ -40,6 +40,11 @@ can hold a method grid's runs and a design round's screen, each job in a process
     python tools/methods_grid.py OUT --workers 4 [--plan grid fidelity spot screen] [--methods ...]
         [--seeds 3 4 5] [--datasets SYN_CUB ...] [--skip OLD_rows.csv ...] [--order short] [--dry]
         [--variants-file records/screens/R_variants.yaml --variants V ... --screen-seeds 0 1]
+        [--deadline SECONDS_LEFT_IN_THE_LEASE [--rate COST_UNITS_PER_S]]
+
+With ``--deadline`` a job starts only if, costed as sharing the card with ``--workers - 1``
+others, it would end before the lease does; the others are dropped (``SKIP`` in ``done.log``)
+with their other half, so the last minutes go to jobs that can finish.
 
 Measured on one H200 with MPS (2026-12-02): tf-vaegan SYN_CUB trains at 1.51 epochs/s alone, and
 at 2.28, 2.52 and 2.55 epochs/s in total with 4, 8 and 16 processes at once (the GPU at 100 % and
@@ -187,6 +192,18 @@ def next_startable(queue: list[dict], not_before: dict[str, float], now: float) 
     return None
 
 
+def too_late(queue: list[dict], left_s: float, workers: int, rate: float) -> list[dict]:
+    """Take from ``queue`` the jobs that would not end within ``left_s`` seconds, each costed as
+    if it shared the card with ``workers - 1`` others (cost x workers / ``rate``, the card's total
+    cost units per second), and the other half of any such pair: a lease's last minutes go to
+    jobs that can finish instead of to jobs it will kill (on 2026-12-08 three SYN_CUB screen
+    jobs did not finish beside grid halves that never could)."""
+    late = {j.get("sel") or j["id"] for j in queue if j["cost"] * workers / rate > left_s}
+    dropped = [j for j in queue if (j.get("sel") or j["id"]) in late]
+    queue[:] = [j for j in queue if (j.get("sel") or j["id"]) not in late]
+    return dropped
+
+
 def plan(args: argparse.Namespace, out: Path) -> list[dict]:
     params = config.load_params()
     extra_all = dict(config.parse_set(t) for t in args.set)
@@ -266,6 +283,10 @@ def main() -> None:
                     help="long: longest runs first (the critical path); short: cheapest first (most rows per lease)")
     ap.add_argument("--fidelity-at", type=int, default=20, help="queue position of the fidelity jobs")
     ap.add_argument("--dry", action="store_true", help="print the jobs in start order and stop")
+    ap.add_argument("--deadline", type=float, help="seconds from now the lease ends: a job is started only "
+                    "if it would end before, at --rate")
+    ap.add_argument("--rate", type=float, default=650.0, help="cost units per second the card gives all jobs "
+                    "together (650: one H200 with MPS, 2-8 jobs, 2026-12-03)")
     ap.add_argument("--job", help=argparse.SUPPRESS)  # internal: run one job (JSON file), write its result
     args = ap.parse_args()
     if args.job:
@@ -292,6 +313,12 @@ def main() -> None:
     made: dict[str, list[dict]] = {"test": [], "screen": []}
     log = (out / "done.log").open("a")
     while queue or running:
+        if args.deadline is not None:
+            for j in too_late(queue, args.deadline - (time.time() - t0), args.workers, args.rate):
+                if j["part"] == "val":  # a test half already waiting for it ends too
+                    Path(j["sel"]).with_suffix(".failed").write_text("not started: the lease ends first")
+                log.write(f"{time.time() - t0:7.0f} SKIP {j['id']}: would end after the deadline\n")
+            log.flush()
         while len(running) < args.workers and (j := next_startable(queue, not_before, time.time())):
             spec = out / "jobs" / f"{j['id']}.json"
             spec.write_text(json.dumps(j))
