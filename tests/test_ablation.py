@@ -45,6 +45,30 @@ def test_a_levels_change_names_a_known_level():
     with pytest.raises(ValueError, match="unknown mFIM level 'pixels'"):
         ablation.Levels(add="pixels")
     assert ablation.Levels(drop="fem").apply(["semantic", "fem"]) == ["semantic"]
+    both = ablation.Levels(drop=["fem", "embedding"])  # a YAML list
+    assert both.apply(["visual", "fem", "embedding"]) == ["visual"] and hash(both)
+    with pytest.raises(ValueError, match="unknown mFIM level 'embeding'"):
+        ablation.Levels(drop=["fem", "embeding"])
+
+
+def test_module_less_variants_switch_the_module_off_in_either_fem_form():
+    """Where bsegn's FEM is CE-GZSL's embedding (embed + embed_unseen, s2f and balance on),
+    taking out the FEM, s2f or the balance loss switches off that form's own keys too."""
+    on_embedding = {"base.method": "bsegn", "train.SYN_SUN.embed": True, "train.SYN_SUN.embed_unseen": True,
+                    "train.SYN_SUN.embed_s2f": True, "train.SYN_SUN.embed_balance_weight": 1.0,
+                    "classify.SYN_SUN.mfim_levels": ["visual", "embedding"]}
+    params = apply_overrides(config.load_params(), on_embedding)
+
+    def resolved(variant):
+        p = apply_overrides(params, ablation.overrides(variant, "SYN_SUN", params=params))
+        return stage_config(p, "train", "SYN_SUN"), stage_config(p, "classify", "SYN_SUN")
+
+    train, classify = resolved("bsegn-fem")
+    assert not train.embed and not train.fem and classify.mfim_levels == ["visual"]
+    train, classify = resolved("bsegn-s2f")
+    assert train.embed and not train.embed_s2f and train.embed_balance_weight == 1.0
+    train, _ = resolved("bsegn-balance")
+    assert train.embed_s2f and train.embed_balance_weight == 0.0
 
 
 # the design each realistic benchmark ships, and the variant its claim rows were measured as

@@ -61,15 +61,20 @@ class Levels:
     dataset, whichever levels the method reads there."""
 
     add: str | None = None
-    drop: str | None = None
+    drop: str | tuple[str, ...] | None = None  # one level, or several (a YAML list)
 
     def __post_init__(self) -> None:
-        for level in (self.add, self.drop):
+        if isinstance(self.drop, list):
+            object.__setattr__(self, "drop", tuple(self.drop))
+        for level in (self.add, *self.dropped()):
             if level is not None and level not in config.MFIM_LEVELS:  # a typo would change nothing
                 raise ValueError(f"Levels: unknown mFIM level {level!r}; known: {list(config.MFIM_LEVELS)}")
 
+    def dropped(self) -> tuple[str, ...]:
+        return (self.drop,) if isinstance(self.drop, str) else tuple(self.drop or ())
+
     def apply(self, levels: list[str]) -> list[str]:
-        out = [lv for lv in levels if lv != self.drop]
+        out = [lv for lv in levels if lv not in self.dropped()]
         if self.add and self.add not in out:
             out.append(self.add)
         return out or ["visual"]
@@ -82,10 +87,14 @@ BSEGN = {"base.method": "bsegn"}
 VARIANTS: dict[str, dict[str, object]] = {
     "shipped": {},  # params.yaml as it is: base.method and every block it ships
     **{m: {"base.method": m} for m in METHODS},  # each method with its published settings
-    # BSeGN without one module at a time, and with the FEM where its dataset has it off
-    "bsegn-fem": {**BSEGN, "train.{ds}.fem": False, "classify.{ds}.mfim_levels": Levels(drop="fem")},
-    "bsegn-s2f": {**BSEGN, "train.{ds}.fem_s2f": False},
-    "bsegn-balance": {**BSEGN, "train.{ds}.fem_balance": False},
+    # BSeGN without one module at a time, and with the FEM where its dataset has it off. The FEM
+    # has two forms (its own network, train.fem; or CE-GZSL's embedding, train.embed with
+    # embed_unseen): each module-less variant switches the module off in both, so it means the
+    # same whichever form a dataset ships
+    "bsegn-fem": {**BSEGN, "train.{ds}.fem": False, "train.{ds}.embed": False,
+                  "classify.{ds}.mfim_levels": Levels(drop=("fem", "embedding"))},
+    "bsegn-s2f": {**BSEGN, "train.{ds}.fem_s2f": False, "train.{ds}.embed_s2f": False},
+    "bsegn-balance": {**BSEGN, "train.{ds}.fem_balance": False, "train.{ds}.embed_balance_weight": 0.0},
     "bsegn-fake_seen": {**BSEGN, "train.{ds}.fem_fake_seen": False},
     "bsegn-cycle": {**BSEGN, "train.{ds}.cycle": False, "train.{ds}.decoder_cycle_step": False,
                     "train.{ds}.feedback": False},
@@ -124,7 +133,8 @@ def load_variants(path: str) -> list[str]:
         for key, value in sets.items():
             if key.endswith(".mfim_levels") and isinstance(value, dict):
                 if set(value) - {"add", "drop"}:
-                    raise ValueError(f"{path}: {name}.{key}: expected {{add: LEVEL}} or {{drop: LEVEL}}, got {value!r}")
+                    raise ValueError(f"{path}: {name}.{key}: expected {{add: LEVEL}} or {{drop: LEVEL or [LEVEL, ...]}}, "
+                                     f"got {value!r}")
                 sets[key] = Levels(**value)
     VARIANTS.update(extra)
     return list(extra)
