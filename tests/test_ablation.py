@@ -5,6 +5,7 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -275,6 +276,24 @@ def test_protocol_rows_take_the_calibrated_honest_numbers_and_the_test_selected_
                        "T1": 40.0, "U": 35.0, "S": 60.0, "H": 44.2}
     assert rows[1]["protocol"] == "test_selected" and (rows[1]["T1"], rows[1]["H"]) == (41.0, 44.0)
     assert len(rows) == 4 and (rows[2]["U"], rows[2]["H"]) == (30.0, 42.0)
+
+
+def test_advance_counts_the_datasets_a_variant_clears_the_margin_on():
+    rows = [("ctl", "A", 50.0), ("ctl", "B", 60.0), ("ctl", "C", 70.0), ("ctl", "D", 80.0),
+            ("good", "A", 51.0), ("good", "B", 62.0), ("good", "C", 71.5), ("good", "D", 79.0),
+            ("near", "A", 50.9), ("near", "B", 61.0), ("near", "C", 71.0), ("near", "D", 85.0),
+            ("part", "A", 52.0), ("part", "B", 62.0)]  # C and D not run yet
+    screen = pd.DataFrame(rows, columns=["variant", "dataset", "H_cs"])
+    table = ablation.advance(screen, "ctl").set_index("variant")
+    assert table.loc["good", "hits"] == 3 and table.loc["good", "passes"] and table.loc["good", "decided"]
+    assert table.loc["near", "hits"] == 3 and table.loc["near", "passes"]  # A is 0.9 above: no hit
+    assert table.loc["good", "A"] == pytest.approx(1.0)
+    assert table.loc["part", "hits"] == 2 and not table.loc["part", "passes"] and not table.loc["part", "decided"]
+    costs = ablation.advance(screen, "good", below=True).set_index("variant")  # what leaving a part out costs
+    assert costs.loc["ctl", "hits"] == 3 and costs.loc["ctl", "passes"]  # 1, 2, 1.5 below good on A-C
+    assert ablation.advance(screen, "ctl", margin=0.9).set_index("variant").loc["near", "hits"] == 4
+    with pytest.raises(ValueError, match="no rows of the control 'bsegn'"):
+        ablation.advance(screen, "bsegn")
 
 
 def test_choose_takes_the_best_mean_validation_h_per_dataset_and_refuses_test_rows():

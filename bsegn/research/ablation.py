@@ -18,7 +18,9 @@ time (:data:`VARIANTS`). Two ways to run the grid:
   its seen classes, score its held-out classes; no test image is looked at), which is where
   design choices are made; ``--gpus N`` spreads the workers over N GPUs; ``--set KEY=VALUE``
   applies one more override to every variant (``--set 'classify.{ds}.select_epochs="val"'``).
-  ``choose SCREEN.csv`` applies the design rule to such a screen; ``protocols RUNS.csv ...
+  ``choose SCREEN.csv`` applies the design rule to such a screen, ``advance SCREEN.csv ...
+  --control bsegn`` a design round's (at least 1 H above the control on at least three
+  datasets; ``--below``: what taking a part out costs); ``protocols RUNS.csv ...
   --out NEW.csv`` writes the honest and test-selected rows of test runs, and ``--into
   records/realistic.csv`` puts them in place of that record's rows of the same dataset and
   variant; ``record RUNS.csv --to records/realistic_runs.csv`` appends runs to a record,
@@ -317,6 +319,27 @@ def choose(screen: pd.DataFrame, exclude: list[str] | None = None) -> tuple[dict
     return dict(zip(best["dataset"], best["variant"])), means
 
 
+def advance(screen: pd.DataFrame, control: str, margin: float = 1.0, min_datasets: int = 3,
+            below: bool = False) -> pd.DataFrame:
+    """A design round's rule over a validation screen: per variant, its mean ``H_cs`` minus
+    ``control``'s on each dataset, and whether it is at least ``margin`` above the control on at
+    least ``min_datasets`` datasets (``below``: at least ``margin`` below, "taking it out
+    costs", with the control the full design). ``decided`` says whether the datasets the
+    variant has no rows on could still change the answer."""
+    means = screen.groupby(["variant", "dataset"])["H_cs"].mean().unstack("dataset")  # variant x dataset
+    if control not in means.index:
+        raise ValueError(f"advance: no rows of the control {control!r}; variants: {sorted(means.index)}")
+    delta = means.drop(index=control) - means.loc[control]
+    gain = -delta if below else delta
+    hits = (gain.round(9) >= margin).sum(axis=1)  # 50.9 - 50.0 is 0.8999...: float noise is no miss
+    missing = (delta.isna() & means.loc[control].notna()).sum(axis=1)
+    out = delta.round(2)
+    out["hits"] = hits
+    out["passes"] = hits >= min_datasets
+    out["decided"] = out["passes"] | (hits + missing < min_datasets)
+    return out.reset_index()
+
+
 # --------------------------------------------------------------------------- through DVC
 
 
@@ -420,8 +443,26 @@ def main() -> None:
     ch.add_argument("csv", help="the CSV of `run --split val`")
     ch.add_argument("--exclude", nargs="*", default=[m for m in METHODS if m != "bsegn"],
                     help="variants not to choose (default: the methods other than bsegn)")
+    ad = sub.add_parser("advance", help="a design round's rule: which variants beat a control by a margin "
+                                        "on enough datasets")
+    ad.add_argument("csv", nargs="+", help="CSVs of `run --split val`, read as one (a round's rows and its controls')")
+    ad.add_argument("--control", required=True, help="the variant every other is measured against")
+    ad.add_argument("--margin", type=float, default=1.0, help="H points (default 1)")
+    ad.add_argument("--min-datasets", type=int, default=3, help="datasets the margin must hold on (default 3)")
+    ad.add_argument("--below", action="store_true", help="count datasets where the variant is the margin "
+                    "*below* the control (the control being the full design: what taking a part out costs)")
     args = parser.parse_args()
 
+    if args.cmd == "advance":
+        screen = pd.concat([pd.read_csv(c) for c in args.csv])
+        if (screen["split"] != "val").any():
+            parser.error("advance: only validation-split rows (run --split val) may decide a design")
+        try:
+            table = advance(screen, args.control, args.margin, args.min_datasets, args.below)
+        except ValueError as e:
+            parser.error(str(e))
+        print(table.to_string(index=False))
+        return
     if args.cmd == "choose":
         screen = pd.read_csv(args.csv)
         if "split" in screen and (screen["split"] != "val").any():
