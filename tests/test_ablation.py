@@ -296,6 +296,22 @@ def test_advance_counts_the_datasets_a_variant_clears_the_margin_on():
         ablation.advance(screen, "bsegn")
 
 
+def test_advance_on_the_command_line_reads_several_screens_and_refuses_test_rows(tmp_path):
+    import subprocess
+    import sys
+    cols = "variant,dataset,seed,split,H_cs\n"
+    (tmp_path / "r1.csv").write_text(cols + "ctl,A,0,val,50\nctl,B,0,val,60\nctl,C,0,val,70\n")
+    (tmp_path / "r2.csv").write_text(cols + "new,A,0,val,52\nnew,B,0,val,61.5\nnew,C,0,val,71\n")
+    cmd = [sys.executable, "-m", "bsegn.research.ablation", "advance", str(tmp_path / "r1.csv"),
+           str(tmp_path / "r2.csv"), "--control", "ctl"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[1].split() == ["new", "2.0", "1.5", "1.0", "3", "True", "True"]
+    (tmp_path / "r2.csv").write_text(cols + "new,A,3,test,52\n")
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "only validation-split rows" in done.stderr
+
+
 def test_choose_takes_the_best_mean_validation_h_per_dataset_and_refuses_test_rows():
     import pandas as pd
     rows = [("SYN_CUB", "bsegn_vhs", 0, 20.0), ("SYN_CUB", "bsegn_vhs", 1, 18.0), ("SYN_CUB", "bsegn", 0, 25.0),

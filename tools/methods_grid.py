@@ -78,8 +78,13 @@ from bsegn.research import ablation  # noqa: E402
 
 DATASETS = ["SYN_CUB", "SYN_SUN", "SYN_AWA2", "SYN_FLO"]
 GRID_METHODS = ["f-clswgan", "f-vaegan", "tf-vaegan", "ce-gzsl"]  # bsegn: records/realistic.csv's claim runs
-# per-iteration cost relative to f-CLSWGAN's at batch 64: for the start order only
+# per-iteration cost relative to f-CLSWGAN's at batch 64: for the start order and --deadline
 FACTOR = {"f-clswgan": 1.0, "f-vaegan": 1.5, "tf-vaegan": 2.5, "ce-gzsl": 8.0, "bsegn": 2.0}
+# a design variant's factor is bsegn's times these where it switches them on: CE-GZSL's embedding
+# beside bsegn took 1.5x bsegn's time (SYN_CUB 317 s against 206, SYN_AWA2 147 against 97, one
+# H100, 2026-12-08). With its unseen fakes, a guess until measured: that half-bsegn's worth of
+# embedding work grows about 4x (3x the rows, 1.5x the classes scored on SYN_CUB), 3.0x bsegn in all
+DESIGN_FACTOR = {"embed": 1.5, "embed_unseen": 2.0}
 FIXED = {"classify.{ds}.select_epochs": "fixed", "classify.{ds}.calibration": False}
 # (method, dataset): our epochs (passes) at which its public code was evaluated: TF-VAEGAN's epoch
 # is two passes (bsegn.research.fidelity.PASSES_PER_EPOCH), so its epochs 5..60 are our 10..120
@@ -219,7 +224,9 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict]:
 
     def cost(variant: str, ds: str, extra: dict) -> float:
         run = pipeline.run_config(config.apply_overrides(params, ablation.overrides(variant, ds, extra, params)), ds)
-        return run.train.epochs * math.ceil(n_train[ds] / run.train.batch_size) * FACTOR.get(variant, FACTOR["bsegn"])
+        factor = FACTOR.get(variant) or FACTOR["bsegn"] * math.prod(
+            f for key, f in DESIGN_FACTOR.items() if getattr(run.train, key))
+        return run.train.epochs * math.ceil(n_train[ds] / run.train.batch_size) * factor
 
     def pair(group: str, variant: str, ds: str, seed: int, c: float) -> list[dict]:
         key = f"{group}_{variant}_{ds}_{seed}"
@@ -245,12 +252,14 @@ def plan(args: argparse.Namespace, out: Path) -> list[dict]:
         k = min(len(jobs), args.fidelity_at)
         jobs[k:k] = sorted(fid, key=lambda j: -j["cost"])
     if "screen" in args.plan:  # design variants on the validation split alone (issue #23's rounds)
+        screen = []
         for v in args.variants:
             for ds in args.datasets:
                 for s in args.screen_seeds:
-                    jobs.append({"id": f"screen_{v}_{ds}_{s}", "group": "screen", "variant": v, "ds": ds, "seed": s,
+                    screen.append({"id": f"screen_{v}_{ds}_{s}", "group": "screen", "variant": v, "ds": ds, "seed": s,
                                  "part": "screen", "extra": extra_all, "prep": str(out / f"{ds}.npz"),
                                  "variants_file": args.variants_file, "cost": cost(v, ds, extra_all)})
+        jobs += sorted(screen, key=lambda j: -j["cost"])  # longest first (--order short re-sorts all below)
     if "spot" in args.plan:
         for ds in [d for d in SPOT if d in args.datasets]:
             jobs += pair("spot", "bsegn", ds, 3, cost("bsegn", ds, extra_all))

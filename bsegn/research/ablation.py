@@ -458,10 +458,10 @@ def main() -> None:
         if (screen["split"] != "val").any():
             parser.error("advance: only validation-split rows (run --split val) may decide a design")
         try:
-            table = advance(screen, args.control, args.margin, args.min_datasets, args.below)
+            verdicts = advance(screen, args.control, args.margin, args.min_datasets, args.below)
         except ValueError as e:
             parser.error(str(e))
-        print(table.to_string(index=False))
+        print(verdicts.to_string(index=False))
         return
     if args.cmd == "choose":
         screen = pd.read_csv(args.csv)
