@@ -82,8 +82,9 @@ GRID_METHODS = ["f-clswgan", "f-vaegan", "tf-vaegan", "ce-gzsl"]  # bsegn: recor
 FACTOR = {"f-clswgan": 1.0, "f-vaegan": 1.5, "tf-vaegan": 2.5, "ce-gzsl": 8.0, "bsegn": 2.0}
 # a design variant's factor is bsegn's times these where it switches them on: CE-GZSL's embedding
 # beside bsegn took 1.5x bsegn's time (SYN_CUB 317 s against 206, SYN_AWA2 147 against 97, one
-# H100, 2026-12-08). With its unseen fakes, a guess until measured: that half-bsegn's worth of
-# embedding work grows about 4x (3x the rows, 1.5x the classes scored on SYN_CUB), 3.0x bsegn in all
+# H100, 2026-12-08). With its unseen fakes, not yet measured on a GPU: on this 2-core CPU, one
+# iteration at SYN_CUB's validation shapes took 2.47 s (bsegn), 3.23 (+ embedding), 6.28 (+ its
+# unseen fakes, 1.95x the embedding's), 6.41 (+ s2f and balance)
 DESIGN_FACTOR = {"embed": 1.5, "embed_unseen": 2.0}
 FIXED = {"classify.{ds}.select_epochs": "fixed", "classify.{ds}.calibration": False}
 # (method, dataset): our epochs (passes) at which its public code was evaluated: TF-VAEGAN's epoch
