@@ -14,6 +14,9 @@ One iteration (docs/METHOD.md, "Training schedule"):
 With ``embed`` (CE-GZSL), the critic steps also train CE-GZSL's embedding net and its
 comparator on the real batch: the critic's loss gains the (unweighted) instance- and
 class-level contrastive losses, and the critic's Adam steps them with D, as CE-GZSL's code does.
+With ``embed_unseen`` (BSeGN's FEM on that embedding) G's seen and unseen fakes join that batch
+and every class is scored, with ``embed_s2f`` and ``embed_balance_weight`` adding the FEM's
+semantics -> feature and balance losses (:func:`embed_terms`).
 
 Speed (docs/METHOD.md, "Fast training"): the data live on the device, every shape is
 fixed by the batch size, the losses are summed on the device (one host sync per epoch),

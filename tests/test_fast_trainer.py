@@ -110,8 +110,11 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
                                       "decoder_steps": 2, "decoder_output": "l2norm", "encoder_layers": 2,
                                       "encoder_optimizer": "own", "decoder_cycle_step": True},
                                      {"fem": False, "cycle": False, "vae": False, "embed": True, "embed_dim": 24,
-                                      "embed_out_dim": 8, "embed_hidden": 16}],
-                         ids=["bsegn", "tfvaegan_practices", "ce_gzsl"])
+                                      "embed_out_dim": 8, "embed_hidden": 16},
+                                     {"fem": False, "encoded_noise": True, "embed": True, "embed_dim": 24,
+                                      "embed_out_dim": 8, "embed_hidden": 16, "embed_unseen": True, "embed_s2f": True,
+                                      "embed_balance_weight": 1.0}],
+                         ids=["bsegn", "tfvaegan_practices", "ce_gzsl", "fem_on_embedding"])
 def test_cuda_graphs_give_the_eager_losses(bench, changes):
     cfg = dataclasses.replace(FULL, epochs=4, **changes)
     gpu = torch.device("cuda")
