@@ -59,6 +59,17 @@ def test_a_screen_job_gives_the_row_of_ablation_run_on_the_validation_split(tmp_
     assert again.returncode == 0 and "0 jobs" in again.stdout  # a screen CSV's rows are not rerun
 
 
+def test_with_no_time_left_no_job_starts_and_each_is_logged_as_skipped(tmp_path):
+    done = _grid(tmp_path / "grid", "--deadline", "0")  # the lease is over: no run of any cost fits
+    assert done.returncode == 0, done.stderr
+    skipped = [line.split()[2].rstrip(":") for line in (tmp_path / "grid" / "done.log").read_text().splitlines()
+               if " SKIP " in line]
+    assert sorted(skipped) == sorted(f"grid_f-clswgan_SYN_{s}_{part}" for s in (3, 4) for part in ("val", "test"))
+    assert not list((tmp_path / "grid" / "logs").iterdir()) and not (tmp_path / "grid" / "rows.csv").exists()
+    assert sorted(p.name for p in (tmp_path / "grid" / "sel").iterdir()) == [
+        "grid_f-clswgan_SYN_3.failed", "grid_f-clswgan_SYN_4.failed"]
+
+
 def test_a_bad_override_is_refused_by_name_before_any_job_starts(tmp_path):
     done = _grid(tmp_path / "grid", "--set", "train.{ds}.lr=-1")
     assert done.returncode != 0 and "train.SYN.lr: must be >= 0.0" in done.stderr
