@@ -86,3 +86,24 @@ def test_each_per_seed_stage_computes_with_its_run_function():
         called = {getattr(node.func, "attr", getattr(node.func, "id", None)) for node in ast.walk(tree)
                   if isinstance(node, ast.Call)}
         assert {f"run_{s}" for s in STAGE_SECTIONS} & called == {f"run_{name}"}, name
+
+
+def test_dvc_lock_records_the_code_as_committed():
+    """Every source file a stage depends on has, in dvc.lock, the md5 it has now: a code change
+    without `dvc repro` would leave `dvc status` reporting changed stages on a fresh clone and
+    the committed outputs not those of the committed code (trainer.py's docstring, 2026-12-08)."""
+    import hashlib
+
+    tracked = set(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                                 check=True).stdout.split())
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]
+    gone = sorted(name for name in lock if name.split("@")[0] not in STAGES)
+    assert not gone, f"dvc.lock holds stages dvc.yaml no longer has: {gone}"
+    stale = {}
+    for name, stage in lock.items():
+        for dep in stage.get("deps", []):
+            if dep["path"] in tracked and dep["path"].endswith(".py"):
+                now = hashlib.md5((ROOT / dep["path"]).read_bytes()).hexdigest()
+                if now != dep["md5"]:
+                    stale.setdefault(dep["path"], []).append(name)
+    assert not stale, f"dvc.lock is older than these files (run `dvc repro` and commit dvc.lock): {stale}"
