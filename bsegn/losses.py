@@ -38,28 +38,22 @@ def contrastive_s2f(emb: torch.Tensor, att: torch.Tensor, y: torch.Tensor, tempe
 
     ``emb``: (n, d_att) FEM embeddings; ``att``: (n_cls, d_att) all class vectors; ``y``: (n,).
     For class c with positives P(c) = {j : y_j = c}:
-    ``L_c = -1/|P(c)| sum_{p in P(c)} log softmax_j(cos(a_c, e_j) / tau)_p``, averaged over c.
-    With one feature per class this is the cross-entropy of the transposed score matrix.
-
-    Every class is scored and the absent ones are masked out of the mean, so all shapes are
-    fixed by the batch size: no ``unique``, no host synchronisation, graph-capturable.
+    ``L_c = -1/|P(c)| sum_{p in P(c)} log softmax_j(cos(a_c, e_j) / tau)_p``, averaged over c
+    (:func:`semantics_to_features` on the cosine scores). With one feature per class this is the
+    cross-entropy of the transposed score matrix.
     """
-    classes = torch.arange(len(att), device=y.device)
-    pos = (classes[:, None] == y[None, :]).to(emb.dtype)  # (n_cls, n): 1 where feature j is of class c
-    log_p = cosine_logits(att, emb, temperature).log_softmax(dim=1)  # (n_cls, n)
-    count = pos.sum(1)  # (n_cls,) positives per class, 0 for classes absent from the batch
-    per_class = -(log_p * pos).sum(1) / count.clamp_min(1.0)
-    present = (count > 0).to(emb.dtype)
-    return (per_class * present).sum() / present.sum()
+    return semantics_to_features(cosine_logits(emb, att, temperature), y)
 
 
 def semantics_to_features(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Semantics -> feature over any score matrix: each class present in the batch against the
-    batch's rows, as :func:`contrastive_s2f` does with cosine scores.
+    batch's rows (the FEM's cosine scores, :func:`contrastive_s2f`, or CE-GZSL's comparator's).
 
     ``logits``: (n, n_cls) scores already divided by their temperature (CE-GZSL's comparator
     scores, say); ``y``: (n,) class ids. ``L_c = -1/|P(c)| sum_{p in P(c)} log softmax_j(logits[j, c])_p``,
-    averaged over the classes present; fixed shapes, no host sync.
+    averaged over the classes present. Every class is scored and the absent ones are masked out
+    of the mean, so all shapes are fixed by the batch size: no ``unique``, no host
+    synchronisation, graph-capturable.
     """
     classes = torch.arange(logits.shape[1], device=y.device)
     pos = (y[None, :] == classes[:, None]).to(logits.dtype)  # (n_cls, n)

@@ -17,7 +17,6 @@ import torch
 
 from bsegn import losses, trainer
 from bsegn.config import ConfigError, apply_overrides, stage_config
-from bsegn.nets import cosine_logits
 from bsegn.research import reference
 from bsegn.runtime import seed_everything
 from shipped import PARAMS
@@ -35,13 +34,13 @@ def fresh(bench, **changes) -> trainer.TrainState:
 # --------------------------------------------------------------------------- the s2f loss
 
 
-def test_semantics_to_features_is_the_cosine_s2f_on_cosine_scores():
-    """Given cosine scores, the score-matrix form is the FEM's own semantics -> feature loss."""
+def test_semantics_to_features_with_one_row_per_class_is_the_transposed_cross_entropy():
+    """Each class present once: its softmax over the batch's rows, its own row the target."""
     torch.manual_seed(0)
-    emb, att = torch.randn(10, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
-    y = torch.tensor([0, 2, 2, 5, 0, 1, 2, 5, 5, 1])  # classes 3 and 4 absent
-    got = losses.semantics_to_features(cosine_logits(emb, att, 0.2), y)
-    torch.testing.assert_close(got, losses.contrastive_s2f(emb, att, y, 0.2))
+    logits = torch.randn(5, 8, dtype=torch.float64)
+    y = torch.tensor([6, 0, 3, 7, 1])  # classes 2, 4, 5 absent
+    expected = torch.nn.functional.cross_entropy(logits[:, y].T, torch.arange(5))
+    torch.testing.assert_close(losses.semantics_to_features(logits, y), expected)
 
 
 def test_semantics_to_features_known_value():
