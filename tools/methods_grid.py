@@ -204,9 +204,12 @@ def too_late(queue: list[dict], left_s: float, workers: int, rate: float) -> lis
     cost units per second), and the other half of any such pair: a lease's last minutes go to
     jobs that can finish instead of to jobs it will kill (on 2026-12-08 three SYN_CUB screen
     jobs did not finish beside grid halves that never could)."""
-    late = {j.get("sel") or j["id"] for j in queue if j["cost"] * workers / rate > left_s}
-    dropped = [j for j in queue if (j.get("sel") or j["id"]) in late]
-    queue[:] = [j for j in queue if (j.get("sel") or j["id"]) not in late]
+    def run_of(j: dict) -> str:  # a pair's halves share their selection file
+        return j.get("sel") or j["id"]
+
+    late = {run_of(j) for j in queue if j["cost"] * workers / rate > left_s}
+    dropped = [j for j in queue if run_of(j) in late]
+    queue[:] = [j for j in queue if run_of(j) not in late]
     return dropped
 
 
